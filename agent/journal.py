@@ -1,0 +1,399 @@
+"""The journal: the station's single source of truth, in SQLite (WAL, synchronous=FULL).
+
+Every job transition is an appended event; the job row keeps the current state in step, in
+the same transaction. The blank ledger is append-only. Messages for upstream go into the
+outbox in the same transaction as the change they report, so nothing is reported that did
+not happen, and nothing that happened goes unreported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from agent.journal_schema import migrate
+
+
+class JobState(StrEnum):
+    LEASED = "leased"
+    FEEDING = "feeding"
+    ENCODING = "encoding"
+    PRINTING = "printing"
+    EJECTING = "ejecting"
+    REJECTING = "rejecting"  # the card is being sent to the reject box; the reason is in the event
+    PRINTED = "printed"
+    SPOILED = "spoiled"  # an event of one card attempt; the job itself goes on to a retry or fails
+    FAILED = "failed"
+    HELD = "held"
+    REJECTED = "rejected"
+    RELEASED = "released"
+    EXPIRED = "expired"
+
+
+# States in which a card of this job may be inside a printer.
+IN_PRINTER = (JobState.FEEDING, JobState.ENCODING, JobState.PRINTING, JobState.EJECTING, JobState.REJECTING)
+FINAL = (JobState.PRINTED, JobState.FAILED, JobState.REJECTED, JobState.RELEASED, JobState.EXPIRED)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def stamp(at: datetime) -> str:
+    return at.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    job_id: str
+    payload: dict
+    attempt: int
+    printer: str
+
+
+@dataclass(frozen=True)
+class ActiveJob:
+    """A job caught with a card possibly in a printer (for crash recovery)."""
+
+    job_id: str
+    state: JobState
+    printer: str
+    attempt: int
+    card_counter_before: int | None
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    id: int
+    kind: str
+    method: str
+    path: str
+    idempotency_key: str
+    body: dict
+    tries: int
+
+
+class JournalError(Exception):
+    """The journal cannot be opened or written (disk full, read-only, corrupt)."""
+
+
+class Journal:
+    """One writer: every write goes through one connection under one lock."""
+
+    def __init__(self, path: Path, station: str, max_attempts: int = 3) -> None:
+        self.path = Path(path)
+        self.station = station
+        self.max_attempts = max_attempts
+        self._lock = threading.RLock()
+        # Set after a commit that queued a message for upstream: the sender wakes at once.
+        self.outbox_ready = threading.Event()
+        self._queued = False
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Personal data lives here until upstream has the outcome: owner only.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            os.close(fd)
+            os.chmod(self.path, 0o600)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            with self._tx() as db:
+                migrate(db)
+        except (OSError, sqlite3.Error) as exc:
+            raise JournalError(f"cannot open the journal {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise JournalError(f"journal {self.path} cannot be written: {exc}") from exc
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                self._queued = False
+                raise
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._db.execute("ROLLBACK")
+                self._queued = False
+                raise JournalError(f"journal {self.path} cannot be written: {exc}") from exc
+            if self._queued:
+                self._queued = False
+                self.outbox_ready.set()
+
+    # -- events -------------------------------------------------------------------------
+
+    def _event(self, db: sqlite3.Connection, job_id: str, state: JobState, at: str, **detail: Any) -> None:
+        db.execute(
+            "INSERT INTO job_events(job_id, at, state, detail) VALUES (?, ?, ?, ?)",
+            (job_id, at, state.value, json.dumps(detail, sort_keys=True) if detail else None),
+        )
+
+    def _set_state(self, db: sqlite3.Connection, job_id: str, state: JobState, at: str, **detail: Any) -> None:
+        db.execute("UPDATE jobs SET state = ?, updated_at = ? WHERE job_id = ?", (state.value, at, job_id))
+        self._event(db, job_id, state, at, **detail)
+
+    def _enqueue(self, db: sqlite3.Connection, kind: str, method: str, path: str, key: str, body: dict, at: str) -> None:
+        db.execute(
+            "INSERT OR IGNORE INTO outbox(kind, method, path, idempotency_key, body, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (kind, method, path, key, json.dumps(body, sort_keys=True), at),
+        )
+        self._queued = True
+
+    # -- intake -------------------------------------------------------------------------
+
+    def knows(self, job_id: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM jobs WHERE job_id = ?", (job_id,)).fetchone() is not None
+
+    def add_leased(self, job_id: str, payload: dict, *, not_after: datetime, lease_expires_at: datetime,
+                   priority: int, at: datetime | None = None) -> bool:
+        """Record a newly leased, verified job. False if the journal already knows it."""
+        now = stamp(at or utcnow())
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO jobs(job_id, state, priority, not_after, lease_expires_at, payload, received_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (job_id, JobState.LEASED.value, priority, stamp(not_after), stamp(lease_expires_at),
+                 json.dumps(payload), now, now),
+            )
+            if cur.rowcount == 0:
+                return False
+            self._event(db, job_id, JobState.LEASED, now)
+            return True
+
+    def reject(self, job_id: str, reason: str, message: str, at: datetime | None = None) -> None:
+        """Record a job the station refuses to print, and report it upstream."""
+        now = stamp(at or utcnow())
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO jobs(job_id, state, priority, not_after, lease_expires_at, payload, received_at, updated_at)"
+                " VALUES (?, ?, 0, ?, ?, NULL, ?, ?)",
+                (job_id, JobState.REJECTED.value, now, now, now, now),
+            )
+            db.execute("UPDATE jobs SET state = ?, reason = ?, payload = NULL, updated_at = ? WHERE job_id = ?",
+                       (JobState.REJECTED.value, reason, now, job_id))
+            self._event(db, job_id, JobState.REJECTED, now, reason=reason, message=message)
+            body = {"station": self.station, "status": "rejected", "reason": reason, "message": message, "attempts": []}
+            self._enqueue(db, "outcome", "PUT", f"/v1/jobs/{job_id}/outcome", f"{self.station}:{job_id}:outcome", body, now)
+
+    # -- the card pipeline -----------------------------------------------------------------
+
+    def claim_next(self, printer: str, at: datetime | None = None) -> ClaimedJob | None:
+        """Take the next printable job for `printer` and write the intent before any byte moves.
+
+        Jobs whose lease or validity ran out are marked expired on the way.
+        """
+        now_dt = at or utcnow()
+        now = stamp(now_dt)
+        with self._tx() as db:
+            for job_id, lease_expires_at, not_after in db.execute(
+                "SELECT job_id, lease_expires_at, not_after FROM jobs WHERE state = ? ORDER BY priority DESC, received_at, job_id",
+                (JobState.LEASED.value,),
+            ).fetchall():
+                if lease_expires_at <= now or not_after <= now:
+                    reason = "lease-expired" if lease_expires_at <= now else "job-expired"
+                    self._finish(db, job_id, JobState.EXPIRED, now, reason=reason)
+                    continue
+                attempt = db.execute("SELECT COUNT(*) FROM attempts WHERE job_id = ?", (job_id,)).fetchone()[0] + 1
+                db.execute("UPDATE jobs SET printer = ? WHERE job_id = ?", (printer, job_id))
+                db.execute(
+                    "INSERT INTO attempts(job_id, n, printer, started_at) VALUES (?, ?, ?, ?)",
+                    (job_id, attempt, printer, now),
+                )
+                self._set_state(db, job_id, JobState.FEEDING, now, printer=printer, attempt=attempt)
+                payload = json.loads(db.execute("SELECT payload FROM jobs WHERE job_id = ?", (job_id,)).fetchone()[0])
+                return ClaimedJob(job_id, payload, attempt, printer)
+        return None
+
+    def unclaim(self, job_id: str, attempt: int, reason: str, at: datetime | None = None) -> None:
+        """No card was fed for this attempt (feeder empty, printer fault before feeding): back to leased."""
+        now = stamp(at or utcnow())
+        with self._tx() as db:
+            db.execute("DELETE FROM attempts WHERE job_id = ? AND n = ?", (job_id, attempt))
+            self._set_state(db, job_id, JobState.LEASED, now, reason=reason)
+
+    def note_counter(self, job_id: str, attempt: int, card_counter: int) -> None:
+        """The printer's card counter just before the feed: evidence for crash recovery."""
+        with self._tx() as db:
+            db.execute("UPDATE attempts SET card_counter_before = ? WHERE job_id = ? AND n = ?",
+                       (card_counter, job_id, attempt))
+
+    def fed(self, job_id: str, attempt: int, printer: str, lot: str | None = None, at: datetime | None = None) -> None:
+        """A blank left the hopper for this job: the ledger and the state move together."""
+        now = stamp(at or utcnow())
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO ledger(at, printer, lot, movement, quantity, job_id) VALUES (?, ?, ?, 'feed', -1, ?)",
+                (now, printer, lot, job_id),
+            )
+            db.execute("UPDATE attempts SET fed = 1 WHERE job_id = ? AND n = ?", (job_id, attempt))
+            self._set_state(db, job_id, JobState.ENCODING, now, attempt=attempt)
+
+    def advance(self, job_id: str, state: JobState, at: datetime | None = None, **detail: Any) -> None:
+        """Record the intent to enter `state` (printing, ejecting) before the printer is told."""
+        now = stamp(at or utcnow())
+        with self._tx() as db:
+            self._set_state(db, job_id, state, now, **detail)
+
+    def spoiled(self, job_id: str, attempt: int, reason: str, checks: list[dict] | None = None,
+                at: datetime | None = None) -> JobState:
+        """The card went to the reject box. Retry on a fresh blank, or give up after the limit.
+
+        Returns the job's new state (leased for a retry, failed when out of attempts).
+        """
+        now = stamp(at or utcnow())
+        with self._tx() as db:
+            db.execute(
+                "UPDATE attempts SET result = 'spoiled', reason = ?, checks = ?, ended_at = ? WHERE job_id = ? AND n = ?",
+                (reason, json.dumps(checks) if checks else None, now, job_id, attempt),
+            )
+            self._event(db, job_id, JobState.SPOILED, now, attempt=attempt, reason=reason)
+            if attempt >= self.max_attempts:
+                self._finish(db, job_id, JobState.FAILED, now, reason="too-many-spoiled-cards")
+                return JobState.FAILED
+            self._set_state(db, job_id, JobState.LEASED, now, retry_after=reason)
+            return JobState.LEASED
+
+    def printed(self, job_id: str, attempt: int, card_counter: int | None, at: datetime | None = None) -> None:
+        """The card left through the output: the job is done, and upstream will hear of it."""
+        now = stamp(at or utcnow())
+        with self._tx() as db:
+            db.execute(
+                "UPDATE attempts SET result = 'printed', card_counter_after = ?, ended_at = ? WHERE job_id = ? AND n = ?",
+                (card_counter, now, job_id, attempt),
+            )
+            self._finish(db, job_id, JobState.PRINTED, now)
+
+    def give_up(self, job_id: str, attempt: int, reason: str, at: datetime | None = None) -> None:
+        """The job cannot be printed at all (e.g. its card image is unusable); no blank was used."""
+        now = stamp(at or utcnow())
+        with self._tx() as db:
+            db.execute("DELETE FROM attempts WHERE job_id = ? AND n = ?", (job_id, attempt))
+            self._finish(db, job_id, JobState.FAILED, now, reason=reason)
+
+    def hold(self, job_id: str, reason: str, at: datetime | None = None) -> None:
+        """The station cannot prove what happened to this job's card: a person decides."""
+        now = stamp(at or utcnow())
+        with self._tx() as db:
+            db.execute("UPDATE jobs SET reason = ? WHERE job_id = ?", (reason, job_id))
+            self._set_state(db, job_id, JobState.HELD, now, reason=reason)
+
+    def _finish(self, db: sqlite3.Connection, job_id: str, state: JobState, now: str, reason: str | None = None) -> None:
+        db.execute("UPDATE jobs SET reason = ? WHERE job_id = ?", (reason, job_id))
+        self._set_state(db, job_id, state, now, **({"reason": reason} if reason else {}))
+        attempts = [
+            {"n": n, "printer": printer, "result": result or "interrupted", "reason": why,
+             "checks": json.loads(checks) if checks else []}
+            for n, printer, result, why, checks in db.execute(
+                "SELECT n, printer, result, reason, checks FROM attempts WHERE job_id = ? ORDER BY n", (job_id,)
+            )
+        ]
+        status = {JobState.PRINTED: "printed", JobState.EXPIRED: "released"}.get(state, "failed")
+        body: dict[str, Any] = {"station": self.station, "status": status, "attempts": attempts}
+        if reason:
+            body["reason"] = reason
+        if state is JobState.PRINTED:
+            body["printed_at"] = now
+        self._enqueue(db, "outcome", "PUT", f"/v1/jobs/{job_id}/outcome", f"{self.station}:{job_id}:outcome", body, now)
+
+    # -- recovery -------------------------------------------------------------------------
+
+    def active_jobs(self, printer: str) -> list[ActiveJob]:
+        """Jobs of `printer` caught between feed and printed."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT j.job_id, j.state, a.n, a.card_counter_before FROM jobs j"
+                " JOIN attempts a ON a.job_id = j.job_id AND a.n = (SELECT MAX(n) FROM attempts WHERE job_id = j.job_id)"
+                f" WHERE j.printer = ? AND j.state IN ({','.join('?' * len(IN_PRINTER))})",
+                (printer, *[s.value for s in IN_PRINTER]),
+            ).fetchall()
+        return [ActiveJob(job_id, JobState(state), printer, n, counter) for job_id, state, n, counter in rows]
+
+    # -- ledger -----------------------------------------------------------------------------
+
+    def load_blanks(self, printer: str, quantity: int, lot: str, first_serial: str | None = None,
+                    last_serial: str | None = None, who: str = "operator", at: datetime | None = None) -> None:
+        now = stamp(at or utcnow())
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO ledger(at, printer, lot, movement, quantity, first_serial, last_serial, who)"
+                " VALUES (?, ?, ?, 'load', ?, ?, ?, ?)",
+                (now, printer, lot, quantity, first_serial, last_serial, who),
+            )
+
+    def blanks_remaining(self, printer: str) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COALESCE(SUM(quantity), 0) FROM ledger WHERE printer = ?", (printer,)).fetchone()[0]
+
+    # -- outbox -----------------------------------------------------------------------------
+
+    def outbox_next(self) -> OutboxMessage | None:
+        """The oldest undelivered message: delivery keeps the order in which things happened."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, kind, method, path, idempotency_key, body, tries FROM outbox WHERE delivered_at IS NULL AND refused_at IS NULL ORDER BY id LIMIT 1"
+            ).fetchone()
+        if row is None:
+            return None
+        return OutboxMessage(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), row[6])
+
+    def outbox_delivered(self, message_id: int, at: datetime | None = None) -> None:
+        """Upstream has the message. An acknowledged outcome ends the station's need for personal data."""
+        now = stamp(at or utcnow())
+        with self._tx() as db:
+            db.execute("UPDATE outbox SET delivered_at = ? WHERE id = ?", (now, message_id))
+            row = db.execute("SELECT kind, path FROM outbox WHERE id = ?", (message_id,)).fetchone()
+            if row and row[0] == "outcome":
+                job_id = row[1].split("/")[3]
+                db.execute("UPDATE jobs SET payload = NULL WHERE job_id = ?", (job_id,))
+
+    def outbox_failed(self, message_id: int, error: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE outbox SET tries = tries + 1, last_error = ? WHERE id = ?", (error[:500], message_id))
+
+    def outbox_refused(self, message_id: int, error: str, at: datetime | None = None) -> None:
+        """Upstream refuses this message for good: keep it (never lost), stop resending it, alert."""
+        now = stamp(at or utcnow())
+        with self._tx() as db:
+            db.execute("UPDATE outbox SET tries = tries + 1, last_error = ?, refused_at = ? WHERE id = ?",
+                       (error[:500], now, message_id))
+
+    def outbox_backlog(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL AND refused_at IS NULL").fetchone()[0]
+
+    # -- views ------------------------------------------------------------------------------
+
+    def count_by_state(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall())
+
+    def printable_count(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM jobs WHERE state = ?", (JobState.LEASED.value,)).fetchone()[0]
+
+    def events(self, since_id: int = 0, limit: int = 1000) -> list[dict]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, job_id, at, state, detail FROM job_events WHERE id > ? ORDER BY id LIMIT ?", (since_id, limit)
+            ).fetchall()
+        return [{"id": i, "job_id": j, "at": a, "state": s, **(json.loads(d) if d else {})} for i, j, a, s, d in rows]

@@ -1,0 +1,108 @@
+"""The journal's schema, versioned from the first release: each migration runs once, in order."""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: list[str] = [
+    # 1: jobs, their events and card attempts, the blank ledger, the outbox.
+    """
+    CREATE TABLE jobs (
+        job_id TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        priority INTEGER NOT NULL DEFAULT 0,
+        not_after TEXT NOT NULL,
+        lease_expires_at TEXT NOT NULL,
+        printer TEXT,
+        reason TEXT,
+        payload TEXT,            -- the signed job, personal data included; NULL once purged
+        received_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX jobs_by_state ON jobs(state, priority, received_at);
+    CREATE TABLE job_events (
+        id INTEGER PRIMARY KEY,
+        job_id TEXT NOT NULL,
+        at TEXT NOT NULL,
+        state TEXT NOT NULL,
+        detail TEXT
+    );
+    CREATE INDEX job_events_by_job ON job_events(job_id);
+    CREATE TABLE attempts (
+        job_id TEXT NOT NULL REFERENCES jobs(job_id),
+        n INTEGER NOT NULL,
+        printer TEXT NOT NULL,
+        fed INTEGER NOT NULL DEFAULT 0,
+        card_counter_before INTEGER,
+        card_counter_after INTEGER,
+        result TEXT,             -- printed | spoiled | NULL while under way
+        reason TEXT,
+        checks TEXT,
+        started_at TEXT NOT NULL,
+        ended_at TEXT,
+        PRIMARY KEY (job_id, n)
+    );
+    CREATE TABLE ledger (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        printer TEXT NOT NULL,
+        lot TEXT,
+        movement TEXT NOT NULL,  -- load | feed | adjust
+        quantity INTEGER NOT NULL,
+        first_serial TEXT,
+        last_serial TEXT,
+        job_id TEXT,
+        reason TEXT,
+        who TEXT
+    );
+    CREATE TRIGGER ledger_append_only_update BEFORE UPDATE ON ledger
+        BEGIN SELECT RAISE(ABORT, 'the blank ledger is append-only'); END;
+    CREATE TRIGGER ledger_append_only_delete BEFORE DELETE ON ledger
+        BEGIN SELECT RAISE(ABORT, 'the blank ledger is append-only'); END;
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        method TEXT NOT NULL,
+        path TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL UNIQUE,
+        body TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        tries INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        delivered_at TEXT,
+        refused_at TEXT          -- upstream refused it for good (4xx): kept, not resent
+    );
+    CREATE INDEX outbox_pending ON outbox(delivered_at, id);
+    """,
+]
+
+
+def migrate(db: sqlite3.Connection) -> int:
+    """Bring the schema to the newest version inside the caller's transaction; return it."""
+    db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    row = db.execute("SELECT version FROM schema_version").fetchone()
+    version = row[0] if row else 0
+    if version > len(MIGRATIONS):
+        raise sqlite3.DatabaseError(
+            f"the journal is schema version {version}, newer than this agent knows ({len(MIGRATIONS)}): upgrade the agent"
+        )
+    for script in MIGRATIONS[version:]:
+        for statement in _statements(script):
+            db.execute(statement)
+    if row is None:
+        db.execute("INSERT INTO schema_version(version) VALUES (?)", (len(MIGRATIONS),))
+    else:
+        db.execute("UPDATE schema_version SET version = ?", (len(MIGRATIONS),))
+    return len(MIGRATIONS)
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (executescript would commit the caller's transaction)."""
+    statements, current = [], []
+    for line in script.splitlines():
+        current.append(line)
+        joined = "\n".join(current)
+        if sqlite3.complete_statement(joined):
+            statements.append(joined.strip())
+            current = []
+    return [s for s in statements if s]

@@ -1,0 +1,142 @@
+"""The journal: states, events, attempts, ledger and outbox move together, on disk."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from agent.journal import Journal, JobState
+
+NOW = datetime(2026, 11, 29, 8, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def journal(tmp_path):
+    j = Journal(tmp_path / "journal.db", "st-1", max_attempts=2)
+    yield j
+    j.close()
+
+
+def add(journal, job_id="J1", lease_s=3600, priority=0):
+    return journal.add_leased(job_id, {"job_id": job_id, "subject": {"nik": "3174011505900001"}},
+                              not_after=NOW + timedelta(days=2), lease_expires_at=NOW + timedelta(seconds=lease_s),
+                              priority=priority, at=NOW)
+
+
+def test_journal_file_is_readable_by_owner_only(journal):
+    assert stat.S_IMODE(os.stat(journal.path).st_mode) == 0o600
+
+
+def test_journal_uses_wal_and_full_sync(journal):
+    db = sqlite3.connect(journal.path)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.close()
+    assert journal._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_same_job_is_recorded_once(journal):
+    assert add(journal) is True
+    assert add(journal) is False
+    assert journal.count_by_state() == {"leased": 1}
+
+
+def test_claim_writes_intent_before_anything_else(journal):
+    add(journal)
+    claimed = journal.claim_next("p1", at=NOW)
+    assert (claimed.job_id, claimed.attempt, claimed.printer) == ("J1", 1, "p1")
+    assert journal.count_by_state() == {"feeding": 1}
+    assert [e["state"] for e in journal.events()] == ["leased", "feeding"]
+
+
+def test_higher_priority_job_is_claimed_first(journal):
+    add(journal, "LOW", priority=0)
+    add(journal, "HIGH", priority=5)
+    assert journal.claim_next("p1", at=NOW).job_id == "HIGH"
+
+
+def test_job_with_expired_lease_is_never_started(journal):
+    add(journal, lease_s=10)
+    assert journal.claim_next("p1", at=NOW + timedelta(seconds=11)) is None
+    assert journal.count_by_state() == {"expired": 1}
+    message = journal.outbox_next()
+    assert message.body["status"] == "released" and message.body["reason"] == "lease-expired"
+
+
+def test_feed_moves_ledger_and_state_together(journal):
+    journal.load_blanks("p1", 10, lot="LOT-A", at=NOW)
+    add(journal)
+    claimed = journal.claim_next("p1", at=NOW)
+    journal.fed(claimed.job_id, claimed.attempt, "p1", at=NOW)
+    assert journal.blanks_remaining("p1") == 9
+    assert journal.count_by_state() == {"encoding": 1}
+
+
+def test_printed_job_queues_one_outcome_with_its_attempts(journal):
+    add(journal)
+    c = journal.claim_next("p1", at=NOW)
+    journal.fed(c.job_id, c.attempt, "p1")
+    journal.spoiled(c.job_id, c.attempt, "chip-hash-mismatch")
+    c2 = journal.claim_next("p1", at=NOW)
+    assert c2.attempt == 2
+    journal.fed(c2.job_id, c2.attempt, "p1")
+    journal.printed(c2.job_id, c2.attempt, card_counter=7)
+    message = journal.outbox_next()
+    assert message.idempotency_key == "st-1:J1:outcome"
+    assert message.body["status"] == "printed"
+    assert [a["result"] for a in message.body["attempts"]] == ["spoiled", "printed"]
+    assert message.body["attempts"][0]["reason"] == "chip-hash-mismatch"
+    assert journal.outbox_ready.is_set()
+
+
+def test_job_fails_after_the_attempt_limit(journal):
+    add(journal)
+    for _ in range(2):
+        c = journal.claim_next("p1", at=NOW)
+        journal.fed(c.job_id, c.attempt, "p1")
+        state = journal.spoiled(c.job_id, c.attempt, "chip-bad-signature")
+    assert state is JobState.FAILED
+    assert journal.claim_next("p1", at=NOW) is None
+    assert journal.outbox_next().body["status"] == "failed"
+
+
+def test_acknowledged_outcome_purges_personal_data(journal):
+    add(journal)
+    c = journal.claim_next("p1", at=NOW)
+    journal.fed(c.job_id, c.attempt, "p1")
+    journal.printed(c.job_id, c.attempt, 1)
+    message = journal.outbox_next()
+    journal.outbox_delivered(message.id)
+    assert journal._db.execute("SELECT payload FROM jobs WHERE job_id='J1'").fetchone()[0] is None
+    assert journal.outbox_next() is None
+
+
+def test_ledger_is_append_only(journal):
+    journal.load_blanks("p1", 5, lot="LOT-A")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        journal._db.execute("UPDATE ledger SET quantity = 50")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        journal._db.execute("DELETE FROM ledger")
+
+
+def test_committed_work_survives_reopening(tmp_path):
+    j = Journal(tmp_path / "j.db", "st-1")
+    add(j)
+    j.claim_next("p1", at=NOW)
+    j.close()
+    again = Journal(tmp_path / "j.db", "st-1")
+    assert [a.job_id for a in again.active_jobs("p1")] == ["J1"]
+    again.close()
+
+
+def test_journal_newer_than_the_agent_is_refused(tmp_path):
+    from agent.journal import JournalError
+
+    j = Journal(tmp_path / "j.db", "st-1")
+    j._db.execute("UPDATE schema_version SET version = 99")
+    j.close()
+    with pytest.raises(JournalError, match="newer than this agent"):
+        Journal(tmp_path / "j.db", "st-1")
