@@ -29,7 +29,10 @@ def test_name_and_images_are_masked():
 
 def test_configured_logger_masks_in_json_output(capsys):
     logs.configure(json_output=True)
-    structlog.get_logger("t").warning("card-spoiled", nik="3174015505900001", reason="chip-wrong-subject")
+    try:
+        structlog.get_logger("t").warning("card-spoiled", nik="3174015505900001", reason="chip-wrong-subject")
+    finally:
+        structlog.reset_defaults()  # the configuration holds capsys's stream, closed after this test
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert "3174015505900001" not in line
     assert json.loads(line)["reason"] == "chip-wrong-subject"

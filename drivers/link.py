@@ -1,0 +1,242 @@
+"""Links to a card printer, chosen by URL. A link moves bytes and frames replies; it knows
+nothing of the command language.
+
+    serial:///dev/ttyUSB0?baud=115200     pyserial, exclusive, 115200 baud unless told
+    usb://0x0f49:0x...?serial=...          reserved for the USB transport (not built yet)
+
+A `trace` callback sees every byte: trace("tx", data) for each send, trace("rx", chunk) for
+each chunk read, so a technician can switch on a byte log without touching the driver.
+"""
+
+from __future__ import annotations
+
+import errno
+import re
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from urllib.parse import parse_qsl, urlsplit
+
+import serial
+
+from drivers.printer_errors import LinkError, ProtocolError, ReplyTimeout
+
+__all__ = ["Link", "LinkError", "ProtocolError", "ReplyTimeout", "SerialLink", "Trace", "open_link"]
+
+Trace = Callable[[str, bytes], None]
+
+DEFAULT_BAUD = 115200
+# The longest reply the language has is a few dozen characters; anything far longer
+# without a terminator is noise on the line, not a reply still arriving.
+MAX_REPLY = 1024
+# Extra seconds a write may take beyond the line time of its bytes.
+WRITE_MARGIN = 5.0
+
+_TERMINATOR = re.compile(rb"[\r\x00]")
+_PRINTABLE = re.compile(rb"[\x20-\x7e]*")
+# NUL padding (USB) and a stray LF (a printer ending lines with CR LF) before a reply.
+_PADDING = b"\x00\n"
+
+
+class Link(ABC):
+    """A byte link to one printer. Replies end with CR or NUL on every transport."""
+
+    def __init__(self, device: str, trace: Trace | None) -> None:
+        self.device = device
+        self._trace = trace
+        self._pending = bytearray()
+
+    @abstractmethod
+    def send(self, data: bytes) -> None:
+        """Write all of `data` in one go. Raises LinkError if the link is closed or fails."""
+
+    @abstractmethod
+    def _read_some(self, timeout: float) -> bytes:
+        """Block up to `timeout` s for input; return what is there (b"" when nothing came)."""
+
+    @abstractmethod
+    def _discard_input(self) -> None:
+        """Drop whatever the transport holds unread."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the device. Closing twice is harmless."""
+
+    def read_reply(self, timeout: float) -> str:
+        """Read one reply (without its terminator) within `timeout` seconds.
+
+        NUL padding before a reply is skipped; the reply ends at the first CR or NUL; bytes
+        after it stay for the next call. Raises ReplyTimeout when no complete reply comes in
+        time, ProtocolError when the reply is not printable ASCII or runs past MAX_REPLY
+        bytes, LinkError when the link fails.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            reply = self._take_reply()
+            if reply is not None:
+                return reply
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ReplyTimeout(self.device, timeout)
+            chunk = self._read_some(left)
+            if chunk and self._trace is not None:
+                self._trace("rx", chunk)
+            self._pending += chunk
+
+    def reset_input(self) -> None:
+        """Discard stale input: a late reply or noise must not be taken for the next answer."""
+        self._pending.clear()
+        self._discard_input()
+
+    def _take_reply(self) -> str | None:
+        body = self._pending.lstrip(_PADDING)
+        end = _TERMINATOR.search(body)
+        if end is None:
+            if len(body) > MAX_REPLY:
+                self._pending.clear()
+                raise ProtocolError(f"the printer on {self.device} sent {len(body)} bytes without ending a reply")
+            self._pending = body
+            return None
+        raw = bytes(body[: end.start()])
+        self._pending = body[end.end() :]
+        if len(raw) > MAX_REPLY:
+            raise ProtocolError(f"the printer on {self.device} sent a reply of {len(raw)} bytes")
+        if not _PRINTABLE.fullmatch(raw):
+            raise ProtocolError(f"the printer on {self.device} sent a reply that is not text: {raw[:40]!r}")
+        return raw.decode("ascii")
+
+    def __enter__(self) -> Link:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SerialLink(Link):
+    """A printer on a serial port (or a pty standing in for one), through pyserial."""
+
+    def __init__(self, device: str, baud: int, *, trace: Trace | None = None) -> None:
+        super().__init__(device, trace)
+        self._baud = baud
+        try:
+            self._port: serial.Serial | None = serial.Serial(
+                port=device, baudrate=baud, timeout=0, write_timeout=WRITE_MARGIN, exclusive=True
+            )
+        except serial.SerialException as e:
+            raise LinkError(device, _open_failure(device, e)) from e
+
+    def send(self, data: bytes) -> None:
+        port = self._open_port()
+        if self._trace is not None:
+            self._trace("tx", data)
+        # A panel is over half a megabyte: at a slow baud rate its line time dominates.
+        allowed = WRITE_MARGIN + 2 * len(data) * 10 / self._baud
+        try:
+            if port.write_timeout != allowed:
+                port.write_timeout = allowed
+            port.write(data)
+        except serial.SerialTimeoutException as e:
+            raise LinkError(
+                self.device,
+                f"the printer on {self.device} stopped taking data (nothing moved for {allowed:.0f} s); "
+                "check that it is switched on and not showing an error",
+            ) from e
+        except (serial.SerialException, OSError) as e:
+            raise LinkError(self.device, _io_failure(self.device, e)) from e
+
+    def _read_some(self, timeout: float) -> bytes:
+        port = self._open_port()
+        try:
+            port.timeout = timeout
+            # At least one byte (blocking up to the deadline), then whatever else has arrived.
+            return port.read(max(1, port.in_waiting))
+        except (serial.SerialException, OSError) as e:
+            raise LinkError(self.device, _io_failure(self.device, e)) from e
+
+    def _discard_input(self) -> None:
+        port = self._open_port()
+        try:
+            port.reset_input_buffer()
+        except (serial.SerialException, OSError) as e:
+            raise LinkError(self.device, _io_failure(self.device, e)) from e
+
+    def close(self) -> None:
+        if self._port is not None:
+            port, self._port = self._port, None
+            port.close()
+
+    def _open_port(self) -> serial.Serial:
+        if self._port is None:
+            raise LinkError(self.device, f"the link to the printer on {self.device} is closed")
+        return self._port
+
+
+def open_link(url: str, *, trace: Trace | None = None) -> Link:
+    """Open the printer link named by `url` (see the module docstring for the forms).
+
+    Raises ValueError naming the URL for an unknown scheme or a bad query, and LinkError
+    when the device cannot be opened (missing, no permission, in use).
+    """
+    parts = urlsplit(url)
+    if parts.scheme == "serial":
+        return _open_serial(url, parts.netloc, parts.path, parts.query, trace)
+    if parts.scheme == "usb":
+        raise ValueError(f"{url}: usb:// printer links are not supported yet; use serial://")
+    raise ValueError(f"{url}: unknown printer link {parts.scheme!r}; expected serial:///dev/...")
+
+
+def _open_serial(url: str, host: str, path: str, query: str, trace: Trace | None) -> SerialLink:
+    if host or not path:
+        raise ValueError(f"{url}: a serial link names a device path, e.g. serial:///dev/ttyUSB0?baud=115200")
+    options = _query(url, query, allowed={"baud"})
+    baud = DEFAULT_BAUD
+    if "baud" in options:
+        text = options["baud"]
+        if not text.isdigit() or not 50 <= int(text) <= 4_000_000:
+            raise ValueError(f"{url}: baud must be a whole number of bits a second, e.g. 115200; got {text!r}")
+        baud = int(text)
+    return SerialLink(path, baud, trace=trace)
+
+
+def _query(url: str, query: str, *, allowed: set[str]) -> dict[str, str]:
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
+    except ValueError as e:
+        raise ValueError(f"{url}: cannot read the options after '?': {e}") from e
+    options: dict[str, str] = {}
+    for key, value in pairs:
+        if key not in allowed:
+            raise ValueError(f"{url}: unknown option {key!r}; known: {', '.join(sorted(allowed))}")
+        if key in options:
+            raise ValueError(f"{url}: option {key!r} given twice")
+        options[key] = value
+    return options
+
+
+def _open_failure(device: str, e: serial.SerialException) -> str:
+    code = e.errno
+    if code is None and isinstance(e.__context__, OSError):
+        code = e.__context__.errno
+    if code in (errno.ENOENT, errno.ENODEV, errno.ENXIO):
+        return (
+            f"cannot open the printer link {device}: no such device; check that the printer is "
+            "switched on, its cable is plugged in, and the device path in the configuration is right"
+        )
+    if code in (errno.EACCES, errno.EPERM):
+        return (
+            f"cannot open the printer link {device}: permission denied; the service user must be "
+            "in the group that owns the device (usually dialout)"
+        )
+    if code in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EBUSY):
+        return (
+            f"cannot open the printer link {device}: another program is using it "
+            "(is a second printstation or a vendor tool running?)"
+        )
+    return f"cannot open the printer link {device}: {e}"
+
+
+def _io_failure(device: str, e: Exception) -> str:
+    return (
+        f"lost the link to the printer on {device} ({e}); check that the printer is switched on "
+        "and its cable is plugged in"
+    )

@@ -1,0 +1,219 @@
+"""Card face PNGs turned into printer panels (docs/PROTOCOLS.md "Panels")."""
+
+from __future__ import annotations
+
+import io
+import struct
+import time
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from agent.card_render import CardImageError, render_card
+from drivers.evolis import DEPTH_BITS, PANEL_LINES, PANEL_WIDTH, Panel, panel_size
+
+WIDTH, HEIGHT = 1016, 648
+
+
+def png(pixels: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "PNG")
+    return out.getvalue()
+
+
+def solid(rgb: tuple[int, int, int]) -> np.ndarray:
+    return np.full((HEIGHT, WIDTH, 3), rgb, dtype=np.uint8)
+
+
+def levels(panel: Panel) -> np.ndarray:
+    """Unpack a panel the slow, obvious way: a bit string cut into `bits`-bit dots."""
+    bits = DEPTH_BITS[panel.depth]
+    flat = np.unpackbits(np.frombuffer(panel.data, dtype=np.uint8)).reshape(-1, bits)
+    weights = 1 << np.arange(bits - 1, -1, -1)
+    return (flat * weights).sum(axis=1).reshape(PANEL_LINES, PANEL_WIDTH)
+
+
+def by_name(panels: tuple[Panel, ...]) -> dict[str, Panel]:
+    return {panel.name: panel for panel in panels}
+
+
+def test_front_is_ymcko_in_print_order_with_contract_sizes() -> None:
+    card = render_card(png(solid((200, 100, 50))), None)
+    assert [(p.name, p.depth, len(p.data)) for p in card.front] == [
+        ("y", 128, 576_072),
+        ("m", 128, 576_072),
+        ("c", 128, 576_072),
+        ("k", 2, 82_296),
+        ("o", 2, 82_296),
+    ]
+    assert card.back == ()
+
+
+@pytest.mark.parametrize("depth", [32, 64, 128])
+def test_colour_panels_follow_the_depth(depth: int) -> None:
+    card = render_card(png(solid((0, 0, 0))), None, depth=depth)
+    for panel in card.front[:3]:
+        assert panel.depth == depth and len(panel.data) == panel_size(depth)
+
+
+def test_pure_red_gives_full_magenta_and_yellow_and_no_cyan() -> None:
+    panels = by_name(render_card(png(solid((255, 0, 0))), None).front)
+    top = (1 << 7) - 1
+    assert (levels(panels["m"]) == top).all()
+    assert (levels(panels["y"]) == top).all()
+    assert (levels(panels["c"]) == 0).all()
+    assert (levels(panels["k"]) == 0).all()
+
+
+def test_white_prints_no_ink_but_the_overlay_covers_the_card() -> None:
+    panels = by_name(render_card(png(solid((255, 255, 255))), None).front)
+    for name in "ymck":
+        assert (levels(panels[name]) == 0).all()
+    assert (levels(panels["o"]) == 1).all()
+
+
+def test_ink_is_quantised_to_the_depth() -> None:
+    # channel 128 -> ink 127 of 255 -> about half of the top level
+    panels = by_name(render_card(png(solid((128, 0, 255))), None, depth=32).front)
+    assert (levels(panels["c"]) == 15).all()  # round(127 * 31 / 255)
+    assert (levels(panels["m"]) == 31).all()
+    assert (levels(panels["y"]) == 0).all()
+
+
+def test_near_black_goes_to_k_and_is_removed_from_ymc() -> None:
+    pixels = solid((0, 120, 200))  # a blue background
+    pixels[300:320, 100:900] = (10, 10, 10)  # a line of near-black text
+    panels = by_name(render_card(png(pixels), None).front)
+    k = levels(panels["k"]).astype(bool)
+    expected = np.zeros((HEIGHT, WIDTH), bool)
+    expected[300:320, 100:900] = True
+    text = np.rot90(expected)
+    assert (k == text).all()
+    for name in "ymc":
+        assert (levels(panels[name])[text] == 0).all()
+    assert (levels(panels["c"])[~text] > 0).all()  # the blue background keeps its ink
+
+
+def test_dark_colour_is_not_taken_for_black() -> None:
+    panels = by_name(render_card(png(solid((0, 0, 90))), None).front)
+    assert (levels(panels["k"]) == 0).all()
+    assert (levels(panels["y"]) > 0).all()
+
+
+def test_image_is_turned_counter_clockwise_for_the_printer() -> None:
+    pixels = solid((255, 255, 255))
+    pixels[0, WIDTH - 1] = (0, 0, 0)  # top-right corner of the landscape card
+    k = levels(by_name(render_card(png(pixels), None).front)["k"])
+    assert k[0, 0] == 1  # first dot of the first line
+    assert k.sum() == 1
+
+
+def test_mostly_monochrome_back_gets_k_and_overlay_only() -> None:
+    back = solid((255, 255, 255))
+    back[100:400:6, 50:950] = (0, 0, 0)  # lines of text
+    card = render_card(png(solid((200, 100, 50))), png(back))
+    assert [p.name for p in card.back] == ["k", "o"]
+    assert levels(by_name(card.back)["k"]).sum() == np.count_nonzero(back[:, :, 0] == 0)
+
+
+def test_colourful_back_gets_all_five_panels() -> None:
+    back = solid((255, 255, 255))
+    back[:200, :] = (30, 140, 60)  # a green band: far more than 1% colour
+    card = render_card(png(solid((200, 100, 50))), png(back))
+    assert [p.name for p in card.back] == ["y", "m", "c", "k", "o"]
+
+
+def test_transparent_parts_print_no_ink() -> None:
+    pixels = np.zeros((HEIGHT, WIDTH, 4), dtype=np.uint8)  # fully transparent black
+    panels = by_name(render_card(png(pixels), None).front)
+    for name in "ymck":
+        assert (levels(panels[name]) == 0).all()
+
+
+def test_grey_and_palette_images_are_accepted() -> None:
+    grey = Image.new("L", (WIDTH, HEIGHT), 0)
+    out = io.BytesIO()
+    grey.convert("P").save(out, "PNG")
+    panels = by_name(render_card(out.getvalue(), None).front)
+    assert (levels(panels["k"]) == 1).all()
+
+
+def test_portrait_image_is_refused_with_expected_and_actual_size() -> None:
+    with pytest.raises(CardImageError) as caught:
+        render_card(png(np.zeros((WIDTH, HEIGHT, 3), np.uint8)), None)
+    assert "1016 x 648" in caught.value.reason
+    assert "got 648 x 1016" in caught.value.reason
+    assert "front" in caught.value.reason
+
+
+def test_a_jpeg_is_refused_as_not_a_png() -> None:
+    out = io.BytesIO()
+    Image.new("RGB", (WIDTH, HEIGHT)).save(out, "JPEG")
+    with pytest.raises(CardImageError, match="not a PNG"):
+        render_card(out.getvalue(), None)
+
+
+def test_bad_back_is_named_as_the_back() -> None:
+    with pytest.raises(CardImageError, match="back"):
+        render_card(png(solid((255, 255, 255))), b"GIF89a")
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.9, 0.99])
+def test_truncated_png_is_refused(keep: float) -> None:
+    rng = np.random.default_rng(7)
+    data = png(rng.integers(0, 256, size=(HEIGHT, WIDTH, 3), dtype=np.uint8))
+    with pytest.raises(CardImageError):
+        render_card(data[: int(len(data) * keep)], None)
+
+
+def test_header_cut_short_is_refused() -> None:
+    with pytest.raises(CardImageError):
+        render_card(png(solid((0, 0, 0)))[:20], None)
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def test_decompression_bomb_is_refused_before_decoding() -> None:
+    # 100000 x 100000 RGB would need 30 GB; the file itself is tiny.
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    bomb = (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", zlib.compress(bytes(10_000_000), 9))
+        + _chunk(b"IEND", b"")
+    )
+    started = time.monotonic()
+    with pytest.raises(CardImageError, match="got 100000 x 100000"):
+        render_card(bomb, None)
+    assert time.monotonic() - started < 0.5
+
+
+def test_oversized_file_is_refused() -> None:
+    data = png(solid((255, 255, 255)))
+    padded = data[:-12] + _chunk(b"tEXt", b"pad\x00" + b"x" * 9_000_000) + data[-12:]
+    with pytest.raises(CardImageError, match="bytes"):
+        render_card(padded, None)
+
+
+def test_unknown_depth_is_a_value_error() -> None:
+    with pytest.raises(ValueError):
+        render_card(png(solid((0, 0, 0))), None, depth=16)
+
+
+def test_a_realistic_card_renders_within_the_print_loop_budget() -> None:
+    y, x = np.mgrid[0:HEIGHT, 0:WIDTH]
+    front = np.stack([x * 255 // WIDTH, y * 255 // HEIGHT, (x + y) * 255 // (WIDTH + HEIGHT)], axis=2)
+    front = front.astype(np.uint8)
+    front[100:600:7, 50:600] = 0
+    back = solid((255, 255, 255))
+    back[50:600:9, 40:900] = 0
+    front_png, back_png = png(front), png(back)
+    render_card(front_png, back_png)  # warm up
+    started = time.perf_counter()
+    render_card(front_png, back_png)
+    # Measured about 30 ms; the bound only catches a per-pixel Python loop creeping in.
+    assert time.perf_counter() - started < 0.5
