@@ -1,0 +1,53 @@
+"""Delivers the outbox upstream in order, with idempotency keys and capped exponential backoff with jitter."""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import structlog
+
+from agent.journal import Journal
+from agent.upstream_client import UpstreamClient, UpstreamRefused, UpstreamUnavailable
+
+log = structlog.get_logger("outbox")
+
+MAX_BACKOFF_S = 60.0
+
+
+def backoff_delay(tries: int, *, base: float = 0.5, cap: float = MAX_BACKOFF_S) -> float:
+    """Full-jitter exponential backoff: spreads many stations' retries after an outage."""
+    return random.uniform(0, min(cap, base * 2 ** min(tries, 16)))
+
+
+class OutboxSender:
+    def __init__(self, journal: Journal, client: UpstreamClient) -> None:
+        self.journal = journal
+        self.client = client
+
+    def run(self, stop: threading.Event) -> None:
+        failures = 0
+        while not stop.is_set():
+            self.journal.outbox_ready.clear()  # before looking, so a message queued meanwhile wakes us
+            message = self.journal.outbox_next()
+            if message is None:
+                self.journal.outbox_ready.wait(timeout=5.0)
+                continue
+            try:
+                self.client.deliver(message.method, message.path, message.idempotency_key, message.body)
+            except UpstreamUnavailable as exc:
+                self.journal.outbox_failed(message.id, str(exc))
+                failures += 1
+                delay = backoff_delay(failures)
+                if failures == 1:
+                    log.warning("outbox-waiting-for-upstream", error=str(exc), backlog=self.journal.outbox_backlog())
+                stop.wait(delay)
+                continue
+            except UpstreamRefused as exc:
+                log.error("outbox-message-refused", kind=message.kind, path=message.path, error=str(exc))
+                self.journal.outbox_refused(message.id, str(exc))
+                continue
+            if failures:
+                log.info("outbox-upstream-back", backlog=self.journal.outbox_backlog())
+            failures = 0
+            self.journal.outbox_delivered(message.id)
