@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml scripts/install-system-packages.sh
 	touch $@
 
 pcscd: setup
+	scripts/setup-vpcd-slots.sh
 	scripts/start-pcscd.sh $(PY)
 
 clean:

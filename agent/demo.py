@@ -43,7 +43,7 @@ class DemoSummary:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cards", type=int, default=20, help="jobs to print (default 20)")
-    parser.add_argument("--printers", type=int, default=1, help="virtual printers (default 1, at most 2)")
+    parser.add_argument("--printers", type=int, default=1, help="virtual printers (default 1, at most 4)")
     parser.add_argument("--speed", type=float, default=20.0, help="mechanics this many times faster than real (default 20)")
     parser.add_argument("--json", action="store_true", help="end with one JSON line of figures")
     parser.add_argument("--state-dir", type=Path, help="keep the run's files here (default: a new temporary folder)")
@@ -51,8 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.cards < 1 or not 1 <= args.printers <= 2 or args.speed <= 0:
-        print("printstation demo: --cards must be at least 1, --printers 1 or 2, --speed above 0", file=sys.stderr)
+    if args.cards < 1 or not 1 <= args.printers <= 4 or args.speed <= 0:
+        print("printstation demo: --cards must be at least 1, --printers 1 to 4, --speed above 0", file=sys.stderr)
         return 2
     try:
         summary = Demo(args).run()

@@ -1,0 +1,578 @@
+"""One virtual card printer: hopper of counted blanks, card path, bins, ribbon and counters.
+
+The printer moves cards in real time (each movement sleeps its duration divided by the speed
+factor) and keeps its state the way a real printer keeps its non-volatile memory: every change
+is handed to a `persist` callback before the command that caused it completes. It knows nothing
+of the wire (see `evolis_server.py`) nor of files (see `simulate.py`): the chip of the blank at
+the contactless station is presented through an `EncoderReader`, and every card that leaves is
+reported through `on_card_left`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any, Callable, Protocol
+
+log = logging.getLogger(__name__)
+
+RIBBON_CARDS = 500  # a fresh YMCKO ribbon, in cards
+RIBBON_LOW_AT = 50  # cards left when the printer starts warning
+
+
+class Chip(Protocol):
+    """The chip embedded in a blank (simulators.chip.VirtualChip in the simulate process)."""
+
+    def document_number(self) -> str | None: ...
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+class ChipType(Protocol):
+    """Makes blank chips and restores written ones (the class VirtualChip itself)."""
+
+    def __call__(self) -> Chip: ...
+
+    def from_json(self, d: dict[str, Any]) -> Chip: ...
+
+
+class EncoderReader(Protocol):
+    """The contactless reader inside the printer (simulators.vpcd_card.VpcdCard)."""
+
+    def insert(self, chip: Any) -> None: ...
+
+    def remove(self) -> None: ...
+
+
+class Refusal(Enum):
+    """Why the printer refused a command; the value is the text after `ERR` on the wire."""
+
+    FEEDER_EMPTY = "FEEDER EMPTY"
+    CARD_INSIDE = "CARD INSIDE"
+    NO_CARD = "NO CARD"
+    NO_SEQUENCE = "NO SEQUENCE"
+    PARAMETER = "PARAMETER"
+    UNKNOWN_COMMAND = "UNKNOWN COMMAND"
+    DATA_LENGTH = "DATA LENGTH"
+    COVER_OPEN = "COVER OPEN"
+    JAM = "JAM"
+    RIBBON_ENDED = "RIBBON ENDED"
+    HOPPER_FULL = "HOPPER FULL"
+    REJECT_FULL = "REJECT FULL"
+    COOLING = "COOLING"
+
+
+class PrinterRefused(Exception):
+    """The printer cannot do what was asked in its present state; nothing moved."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(f"printer refused the command: {refusal.value}")
+        self.refusal = refusal
+
+
+class PrinterStopped(Exception):
+    """The simulator is shutting down; the movement under way was abandoned, no state changed."""
+
+
+class Fault(Enum):
+    """Conditions a test can inject; they stay until cleared."""
+
+    COVER_OPEN = "cover_open"
+    JAM = "jam"
+    COOLING = "cooling"
+
+
+class Station(Enum):
+    """Where a feed command takes the blank."""
+
+    CONTACTLESS = "contactless"
+    CONTACT = "contact"
+    PRINT = "print"
+
+
+class Side(Enum):
+    FRONT = "front"
+    BACK = "back"
+
+
+class Panel(Enum):
+    YELLOW = "y"
+    MAGENTA = "m"
+    CYAN = "c"
+    BLACK = "k"
+    OVERLAY = "o"
+
+
+class Bin(Enum):
+    OUTPUT = "output"
+    REJECT = "reject"
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Seconds each movement takes at speed 1 (working assumptions, see shared PROTOCOLS.md section 8)."""
+
+    feed: float = 3.0  # feeder to an encoder station
+    move_to_print: float = 1.0
+    colour_panel: float = 4.0  # each of y, m, c
+    k_panel: float = 2.0
+    o_panel: float = 2.0
+    eject: float = 1.5
+    reject: float = 1.5
+    cleaning: float = 20.0
+    self_adjust: float = 5.0
+    reset: float = 2.0
+
+    def panel(self, panel: Panel) -> float:
+        """Seconds to print one panel."""
+        if panel is Panel.BLACK:
+            return self.k_panel
+        if panel is Panel.OVERLAY:
+            return self.o_panel
+        return self.colour_panel
+
+
+@dataclass
+class CardInside:
+    """The blank that is somewhere on the card path, with what has been done to it."""
+
+    blank_serial: str
+    chip: Chip
+    position: Station
+    panels: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CardLeft:
+    """One card leaving the printer: what a `cards.jsonl` line records."""
+
+    at: datetime
+    printer: str
+    bin: Bin
+    blank_serial: str
+    document_number: str | None
+    panels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Counters:
+    cards_inserted: int
+    panels_printed: int
+    ribbon_remaining: int
+
+
+@dataclass(frozen=True)
+class StatusWords:
+    """The three `Rst` words (bits in docs/PROTOCOLS.md section 1, "Status")."""
+
+    info: int
+    warning: int
+    error: int
+
+
+@dataclass
+class PrinterState:
+    """Everything a printer remembers across a power cycle."""
+
+    hopper_remaining: int
+    next_blank_number: int = 1
+    cards_inserted: int = 0
+    panels_printed: int = 0
+    ribbon_remaining: int = RIBBON_CARDS
+    ribbon_type: str = "ymcko"
+    output_count: int = 0
+    reject_count: int = 0
+    sequence_open: bool = False
+    side: Side = Side.FRONT
+    card: CardInside | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The state as JSON values; the chip is kept only for the card inside."""
+        card = None
+        if self.card is not None:
+            card = {
+                "blank_serial": self.card.blank_serial,
+                "position": self.card.position.value,
+                "panels": list(self.card.panels),
+                "chip": self.card.chip.to_json(),
+            }
+        return {
+            "hopper_remaining": self.hopper_remaining,
+            "next_blank_number": self.next_blank_number,
+            "cards_inserted": self.cards_inserted,
+            "panels_printed": self.panels_printed,
+            "ribbon_remaining": self.ribbon_remaining,
+            "ribbon_type": self.ribbon_type,
+            "output_count": self.output_count,
+            "reject_count": self.reject_count,
+            "sequence_open": self.sequence_open,
+            "side": self.side.value,
+            "card": card,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], chip_type: ChipType) -> PrinterState:
+        """Restore a saved state; raises KeyError/ValueError when a field is missing or wrong."""
+        card = None
+        if d.get("card") is not None:
+            c = d["card"]
+            card = CardInside(
+                blank_serial=str(c["blank_serial"]),
+                chip=chip_type.from_json(c["chip"]),
+                position=Station(c["position"]),
+                panels=[str(p) for p in c["panels"]],
+            )
+        return cls(
+            hopper_remaining=int(d["hopper_remaining"]),
+            next_blank_number=int(d["next_blank_number"]),
+            cards_inserted=int(d["cards_inserted"]),
+            panels_printed=int(d["panels_printed"]),
+            ribbon_remaining=int(d["ribbon_remaining"]),
+            ribbon_type=str(d["ribbon_type"]),
+            output_count=int(d["output_count"]),
+            reject_count=int(d["reject_count"]),
+            sequence_open=bool(d["sequence_open"]),
+            side=Side(d["side"]),
+            card=card,
+        )
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What the printer says about itself (`Rfv`, `Rsn`, `Rtp`)."""
+
+    firmware: str = "SIM-1.0.0"
+    serial_number: str = "SIMP00001"
+    model: str = "Primacy (virtual)"
+
+
+class Printer:
+    """A virtual card printer. Commands run one at a time; movements take real time.
+
+    Every command method either completes (state persisted, chip presence updated) or raises
+    PrinterRefused before anything moves, or PrinterStopped when shutdown interrupts a movement.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        state: PrinterState,
+        *,
+        reader: EncoderReader,
+        chip_type: ChipType,
+        persist: Callable[[PrinterState], None],
+        on_card_left: Callable[[CardLeft], None],
+        stop: threading.Event,
+        identity: Identity = Identity(),
+        timings: Timings = Timings(),
+        speed: float = 1.0,
+        output_capacity: int | None = None,
+        reject_capacity: int | None = None,
+    ) -> None:
+        if speed <= 0:
+            raise ValueError(f"speed must be above 0, not {speed}")
+        self.name = name
+        self.identity = identity
+        self._state = state
+        self._reader = reader
+        self._chip_type = chip_type
+        self._persist = persist
+        self._on_card_left = on_card_left
+        self._stop = stop
+        self._timings = timings
+        self._speed = speed
+        self._output_capacity = output_capacity
+        self._reject_capacity = reject_capacity
+        self._faults: set[Fault] = set()
+        self._busy = False
+        self._chip_presented = False
+
+    # -- power -------------------------------------------------------------------------
+
+    def power_on(self) -> None:
+        """Bring the printer up: a card left at the contactless station shows its chip again."""
+        card = self._state.card
+        if card is not None and card.position is Station.CONTACTLESS:
+            self._present_chip(card)
+
+    def power_off(self) -> None:
+        """Take the chip off the reader and save the state, with what the host wrote on the chip."""
+        self._withdraw_chip()
+        # The host writes the chip through the reader, unseen by the printer: save it now, as
+        # the card leaving the station would. A killed simulator loses such writes in progress.
+        self._save()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def counters(self) -> Counters:
+        s = self._state
+        return Counters(s.cards_inserted, s.panels_printed, s.ribbon_remaining)
+
+    def ribbon_type(self) -> str:
+        return self._state.ribbon_type
+
+    def cover_open(self) -> bool:
+        return Fault.COVER_OPEN in self._faults
+
+    def card_inside(self) -> bool:
+        return self._state.card is not None
+
+    def feeder_empty(self) -> bool:
+        return self._state.hopper_remaining == 0
+
+    def status(self) -> StatusWords:
+        """The three status words, computed from state and injected faults."""
+        s = self._state
+        info = warning = error = 0
+        if s.card is not None:
+            info |= 0x01
+            if s.card.position is Station.CONTACTLESS:
+                info |= 0x02
+            elif s.card.position is Station.PRINT:
+                info |= 0x04
+        if 0 < s.ribbon_remaining <= RIBBON_LOW_AT:
+            info |= 0x08
+        if self._busy:
+            info |= 0x20
+        if s.sequence_open:
+            info |= 0x40
+        if s.hopper_remaining == 0:
+            warning |= 0x01
+        if self._output_full():
+            warning |= 0x02
+        if self._reject_full():
+            warning |= 0x04
+        if s.ribbon_remaining == 0:
+            warning |= 0x08
+        if Fault.COVER_OPEN in self._faults:
+            warning |= 0x20
+            if s.card is not None:
+                error |= 0x08
+        if Fault.COOLING in self._faults:
+            warning |= 0x40
+        if Fault.JAM in self._faults:
+            error |= 0x01
+        return StatusWords(info, warning, error)
+
+    # -- faults and operator actions ---------------------------------------------------------
+
+    def set_fault(self, fault: Fault, active: bool) -> None:
+        """Inject or clear a fault (the technician opening the cover, a card jamming, ...)."""
+        if active:
+            self._faults.add(fault)
+        else:
+            self._faults.discard(fault)
+
+    # -- commands ----------------------------------------------------------------------------
+
+    def set_ribbon_type(self, ribbon_type: str) -> None:
+        self._state.ribbon_type = ribbon_type
+        self._save()
+
+    def start_sequence(self) -> None:
+        """`Ss`. Raises PrinterRefused(CARD_INSIDE) while a card is still on the path."""
+        if self._state.card is not None:
+            raise PrinterRefused(Refusal.CARD_INSIDE)
+        self._state.sequence_open = True
+        self._state.side = Side.FRONT
+        self._save()
+
+    def feed(self, station: Station) -> str:
+        """`Sic`/`Sis`/`Si`: take one blank from the hopper to `station`; returns its serial.
+
+        Refuses with NO_SEQUENCE, COVER_OPEN, JAM, CARD_INSIDE, COOLING or FEEDER_EMPTY.
+        """
+        self._require_sequence()
+        self._require_can_feed()
+        seconds = self._timings.feed
+        if station is Station.PRINT:
+            seconds += self._timings.move_to_print
+        self._move(seconds)
+        s = self._state
+        serial = f"BLK-{self.name}-{s.next_blank_number:06d}"
+        s.hopper_remaining -= 1
+        s.next_blank_number += 1
+        s.cards_inserted += 1
+        s.card = CardInside(blank_serial=serial, chip=self._chip_type(), position=station)
+        self._save()
+        log.info("%s: %s fed to the %s station", self.name, serial, station.value)
+        if station is Station.CONTACTLESS:
+            self._present_chip(s.card)
+        return serial
+
+    def select_side(self, side: Side) -> None:
+        """`Sr`/`Sv`: the following panels are for `side`; the card moves to the print position."""
+        self._require_sequence()
+        card = self._require_card()
+        self._require_mechanics()
+        self._to_print_position(card)
+        self._state.side = side
+        self._save()
+
+    def print_panel(self, panel: Panel) -> None:
+        """`Db`: print one panel on the current side of the card inside.
+
+        Refuses with NO_SEQUENCE, NO_CARD, COVER_OPEN, JAM or RIBBON_ENDED (no ribbon left for a
+        card not yet started).
+        """
+        self._require_sequence()
+        card = self._require_card()
+        self._require_mechanics()
+        first_panel = not card.panels
+        if first_panel and self._state.ribbon_remaining == 0:
+            raise PrinterRefused(Refusal.RIBBON_ENDED)
+        self._to_print_position(card)
+        self._move(self._timings.panel(panel))
+        s = self._state
+        card.panels.append(f"{s.side.value}:{panel.value}")
+        s.panels_printed += 1
+        if first_panel:
+            s.ribbon_remaining -= 1  # one ribbon panel set per card
+        self._save()
+
+    def eject(self) -> None:
+        """`Se`: end the sequence and eject the card to the output hopper.
+
+        Refuses with NO_CARD, COVER_OPEN, JAM or HOPPER_FULL.
+        """
+        card = self._require_card()
+        self._require_mechanics()
+        if self._output_full():
+            raise PrinterRefused(Refusal.HOPPER_FULL)
+        self._to_print_position(card)
+        self._move(self._timings.eject)
+        self._state.output_count += 1
+        self._card_left(card, Bin.OUTPUT)
+
+    def reject(self) -> None:
+        """`Ser`: eject the card to the reject box, wherever it is; ends the sequence.
+
+        Refuses with NO_CARD, COVER_OPEN, JAM or REJECT_FULL.
+        """
+        card = self._require_card()
+        self._require_mechanics()
+        if self._reject_full():
+            raise PrinterRefused(Refusal.REJECT_FULL)
+        self._withdraw_chip()
+        self._move(self._timings.reject)
+        self._state.reject_count += 1
+        self._card_left(card, Bin.REJECT)
+
+    def clean(self) -> None:
+        """`Scp`: a cleaning cycle; refuses with CARD_INSIDE, COVER_OPEN or JAM."""
+        self._maintenance(self._timings.cleaning)
+
+    def self_adjust(self) -> None:
+        """`Sa`: self-adjustment; refuses with CARD_INSIDE, COVER_OPEN or JAM."""
+        self._maintenance(self._timings.self_adjust)
+
+    def reset(self) -> None:
+        """`Srs`: software reset; closes the sequence, leaves any card where it is."""
+        self._move(self._timings.reset)
+        self._state.sequence_open = False
+        self._save()
+
+    def test_card(self) -> None:
+        """`St`: feed a blank, print a YMCKO test front and eject it; it counts like any card."""
+        self._require_can_feed()
+        if self._state.ribbon_remaining == 0:
+            raise PrinterRefused(Refusal.RIBBON_ENDED)
+        self.start_sequence()
+        self.feed(Station.PRINT)
+        for panel in Panel:
+            self.print_panel(panel)
+        self.eject()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _maintenance(self, seconds: float) -> None:
+        if self._state.card is not None:
+            raise PrinterRefused(Refusal.CARD_INSIDE)
+        self._require_mechanics()
+        self._move(seconds)
+
+    def _require_sequence(self) -> None:
+        if not self._state.sequence_open:
+            raise PrinterRefused(Refusal.NO_SEQUENCE)
+
+    def _require_can_feed(self) -> None:
+        self._require_mechanics()
+        if self._state.card is not None:
+            raise PrinterRefused(Refusal.CARD_INSIDE)
+        if Fault.COOLING in self._faults:
+            raise PrinterRefused(Refusal.COOLING)
+        if self._state.hopper_remaining == 0:
+            raise PrinterRefused(Refusal.FEEDER_EMPTY)
+
+    def _require_card(self) -> CardInside:
+        if self._state.card is None:
+            raise PrinterRefused(Refusal.NO_CARD)
+        return self._state.card
+
+    def _require_mechanics(self) -> None:
+        if Fault.COVER_OPEN in self._faults:
+            raise PrinterRefused(Refusal.COVER_OPEN)
+        if Fault.JAM in self._faults:
+            raise PrinterRefused(Refusal.JAM)
+
+    def _output_full(self) -> bool:
+        return self._output_capacity is not None and self._state.output_count >= self._output_capacity
+
+    def _reject_full(self) -> bool:
+        return self._reject_capacity is not None and self._state.reject_count >= self._reject_capacity
+
+    def _to_print_position(self, card: CardInside) -> None:
+        if card.position is Station.PRINT:
+            return
+        # The chip must be gone from the reader before the movement is acknowledged.
+        self._withdraw_chip()
+        self._move(self._timings.move_to_print)
+        card.position = Station.PRINT
+        self._save()
+
+    def _move(self, seconds: float) -> None:
+        self._busy = True
+        try:
+            if self._stop.wait(seconds / self._speed):
+                raise PrinterStopped(f"{self.name} stopped during a movement")
+        finally:
+            self._busy = False
+
+    def _card_left(self, card: CardInside, bin_: Bin) -> None:
+        s = self._state
+        s.card = None
+        s.sequence_open = False
+        s.side = Side.FRONT
+        self._on_card_left(
+            CardLeft(
+                at=datetime.now(timezone.utc),
+                printer=self.name,
+                bin=bin_,
+                blank_serial=card.blank_serial,
+                document_number=card.chip.document_number(),
+                panels=tuple(card.panels),
+            )
+        )
+        self._save()
+        log.info("%s: %s left to the %s (%d panels)", self.name, card.blank_serial, bin_.value, len(card.panels))
+
+    def _present_chip(self, card: CardInside) -> None:
+        try:
+            self._reader.insert(card.chip)
+        except OSError as e:
+            # A dead reader is a fault of the printer, not of the command: the host finds no
+            # card on the reader and rejects it, as with real hardware.
+            log.warning("%s: the encoder reader did not take the chip of %s: %s", self.name, card.blank_serial, e)
+            return
+        self._chip_presented = True
+
+    def _withdraw_chip(self) -> None:
+        if self._chip_presented:
+            self._reader.remove()
+            self._chip_presented = False
+
+    def _save(self) -> None:
+        self._persist(self._state)

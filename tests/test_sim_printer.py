@@ -1,0 +1,216 @@
+"""The virtual printer's mechanics and memory, driven over its pty as a host would."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import date
+from pathlib import Path
+
+from simulators.chip_image import ChipSubject, td1_mrz, tlv
+from simulators.printer import Fault, Timings
+from tests.sim_printer_rig import PANEL_K, RecordingReader, Rig, running_printer
+
+PANEL = b"\x00" * PANEL_K
+
+
+def print_front_ymcko(rig: Rig) -> None:
+    assert rig.cmd("Sr") == "OK"
+    for panel in "ymcko":
+        assert rig.cmd(f"Db;{panel};2", PANEL) == "OK"
+
+
+def write_dg1(rig: Rig, document_number: str) -> None:
+    """Write a DG1 onto the chip at the encoder station, as the host does through the reader."""
+    subject = ChipSubject(document_number, "3174011505900001", "BUDI SANTOSO", date(1990, 5, 15), "M", None)
+    dg1 = tlv(0x61, tlv(0x5F1F, td1_mrz(subject).encode("ascii")))
+    chip = rig.reader.chip
+    assert chip is not None, "no chip on the reader"
+    assert chip.process_apdu(bytes.fromhex("00A4040C07A0000002471001"))[-2:] == b"\x90\x00"
+    assert chip.process_apdu(bytes.fromhex("00A4020C020101"))[-2:] == b"\x90\x00"
+    assert chip.process_apdu(bytes([0x00, 0xD6, 0, 0, len(dg1)]) + dg1)[-2:] == b"\x90\x00"
+
+
+def test_a_full_sequence_leaves_one_output_line_with_the_blank_serial(tmp_path: Path) -> None:
+    with running_printer(tmp_path) as rig:
+        assert [rig.cmd("Ss"), rig.cmd("Sic")] == ["OK", "OK"]
+        print_front_ymcko(rig)
+        assert rig.cmd("Sv") == "OK"
+        assert rig.cmd("Db;k;2", PANEL) == "OK"
+        assert rig.cmd("Se") == "OK"
+        [line] = rig.cards()
+        assert line["printer"] == "p1"
+        assert line["bin"] == "output"
+        assert line["blank_serial"] == "BLK-p1-000001"
+        assert line["document_number"] is None
+        assert line["panels"] == ["front:y", "front:m", "front:c", "front:k", "front:o", "back:k"]
+        assert line["at"].endswith("Z")
+        assert [rig.cmd("Rco;c"), rig.cmd("Rco;p"), rig.cmd("Rco;l")] == ["1", "6", "499"]
+        assert rig.cmd("Rse;p") == "0"
+
+
+def test_a_rejected_card_leaves_a_reject_line(tmp_path: Path) -> None:
+    with running_printer(tmp_path) as rig:
+        rig.cmd("Ss")
+        rig.cmd("Sic")
+        assert rig.cmd("Ser") == "OK"
+        [line] = rig.cards()
+        assert (line["bin"], line["blank_serial"], line["panels"]) == ("reject", "BLK-p1-000001", [])
+        assert rig.saved_state()["reject_count"] == 1
+        assert rig.cmd("Rco;l") == "500", "a card never printed used no ribbon"
+
+
+def test_the_document_number_on_the_chip_goes_into_the_card_line(tmp_path: Path) -> None:
+    with running_printer(tmp_path) as rig:
+        rig.cmd("Ss")
+        rig.cmd("Sic")
+        write_dg1(rig, "KTP000001")
+        print_front_ymcko(rig)
+        rig.cmd("Se")
+        assert rig.cards()[0]["document_number"] == "KTP000001"
+
+
+def test_an_empty_hopper_refuses_to_feed_and_the_feeder_says_empty(tmp_path: Path) -> None:
+    with running_printer(tmp_path, blanks=1) as rig:
+        assert rig.cmd("Sk;f") == "0"
+        rig.cmd("Ss")
+        rig.cmd("Sic")
+        rig.cmd("Ser")
+        assert rig.cmd("Sk;f") == "3"
+        rig.cmd("Ss")
+        assert rig.cmd("Sic") == "ERR FEEDER EMPTY"
+        assert rig.cmd("Rse;p") == "0"
+        assert int(rig.cmd("Rst").split(";")[1], 16) & 0x01, "feeder-empty warning bit"
+        assert rig.cmd("Rco;c") == "1"
+
+
+def test_the_chip_is_on_the_reader_only_while_the_card_is_at_the_contactless_station(tmp_path: Path) -> None:
+    with running_printer(tmp_path) as rig:
+        rig.cmd("Ss")
+        rig.cmd("Sic")
+        assert rig.reader.names() == ["insert"]
+        rig.cmd("Sr")
+        assert rig.reader.names() == ["insert", "remove"]
+        rig.cmd("Se")
+        rig.cmd("Ss")
+        rig.cmd("Si")  # straight to the print position: the chip never meets the reader
+        rig.cmd("Se")
+        assert rig.reader.names() == ["insert", "remove"]
+
+
+def test_the_chip_is_off_the_reader_before_the_printer_answers(tmp_path: Path) -> None:
+    with running_printer(tmp_path, reader=RecordingReader(remove_delay=0.3)) as rig:
+        for leaving in ("Sr", "Sv", "Db;k;2", "Se", "Ser"):
+            rig.cmd("Ss")
+            rig.cmd("Sic")
+            if leaving == "Sr" or leaving == "Sv":
+                rig.cmd(leaving)
+            else:
+                rig.cmd(leaving, PANEL if leaving.startswith("Db") else None)
+            answered = time.monotonic()
+            _, removed = rig.reader.events[-1]
+            assert rig.reader.names()[-1] == "remove"
+            assert removed <= answered
+            if rig.cmd("Rse;p") == "1":
+                rig.cmd("Ser")
+
+
+def test_movements_take_their_time_divided_by_the_speed(tmp_path: Path) -> None:
+    timings = Timings(feed=3.0, move_to_print=1.0, k_panel=2.0, eject=1.5)
+    with running_printer(tmp_path, speed=10.0, timings=timings) as rig:
+        rig.cmd("Ss")
+        started = time.monotonic()
+        rig.cmd("Sic")
+        fed = time.monotonic()
+        rig.cmd("Db;k;2", PANEL)  # moves to print (0.1 s) then prints k (0.2 s)
+        printed = time.monotonic()
+        rig.cmd("Se")
+        ejected = time.monotonic()
+        # Lower bounds: the time is really spent. Upper bounds: divided by the speed (at speed 1
+        # these would be 3.0, 3.0 and 1.5 s), with room for a loaded machine.
+        assert 0.3 <= fed - started < 1.5
+        assert 0.3 <= printed - fed < 1.5
+        assert 0.15 <= ejected - printed < 1.0
+
+
+def test_a_new_printer_on_the_same_state_continues_its_counters_and_serials(tmp_path: Path) -> None:
+    with running_printer(tmp_path, blanks=5) as rig:
+        rig.cmd("Ss")
+        rig.cmd("Sic")
+        print_front_ymcko(rig)
+        rig.cmd("Se")
+    with running_printer(tmp_path, blanks=100) as rig:
+        assert [rig.cmd("Rco;c"), rig.cmd("Rco;p"), rig.cmd("Rco;l")] == ["1", "5", "499"]
+        assert rig.saved_state()["hopper_remaining"] == 4
+        rig.cmd("Ss")
+        rig.cmd("Sic")
+        rig.cmd("Ser")
+        assert [c["blank_serial"] for c in rig.cards()] == ["BLK-p1-000001", "BLK-p1-000002"]
+
+
+def test_a_card_left_at_the_station_is_back_on_the_reader_after_a_restart(tmp_path: Path) -> None:
+    with running_printer(tmp_path) as rig:
+        rig.cmd("Ss")
+        rig.cmd("Sic")
+        write_dg1(rig, "KTP000042")
+    saved = json.loads((tmp_path / "printers" / "p1" / "state.json").read_text())
+    assert saved["card"]["blank_serial"] == "BLK-p1-000001"
+    with running_printer(tmp_path) as rig:
+        assert rig.reader.names() == ["insert"]
+        assert rig.cmd("Rse;p") == "1"
+        assert rig.cmd("Ss") == "ERR CARD INSIDE"
+        assert rig.cmd("Ser") == "OK"
+        [line] = rig.cards()
+        assert (line["blank_serial"], line["document_number"]) == ("BLK-p1-000001", "KTP000042")
+
+
+def test_commands_out_of_order_are_refused_without_moving_anything(tmp_path: Path) -> None:
+    with running_printer(tmp_path) as rig:
+        assert rig.cmd("Sic") == "ERR NO SEQUENCE"
+        assert rig.cmd("Se") == "ERR NO CARD"
+        assert rig.cmd("Ser") == "ERR NO CARD"
+        rig.cmd("Ss")
+        assert rig.cmd("Sr") == "ERR NO CARD"
+        assert rig.cmd("Db;k;2", PANEL) == "ERR NO CARD"
+        rig.cmd("Sic")
+        assert rig.cmd("Sic") == "ERR CARD INSIDE"
+        assert rig.cmd("Scp") == "ERR CARD INSIDE"
+        assert rig.cmd("Rco;c") == "1"
+        assert rig.cards() == []
+
+
+def test_an_open_cover_stops_the_mechanics_and_shows_in_the_sensors(tmp_path: Path) -> None:
+    with running_printer(tmp_path) as rig:
+        rig.printer.set_fault(Fault.COVER_OPEN, True)
+        rig.cmd("Ss")
+        assert rig.cmd("Sic") == "ERR COVER OPEN"
+        assert rig.cmd("Rse;o") == "1"
+        assert int(rig.cmd("Rst").split(";")[1], 16) & 0x20
+        rig.printer.set_fault(Fault.COVER_OPEN, False)
+        assert rig.cmd("Sic") == "OK"
+        assert rig.cmd("Rse;o") == "0"
+
+
+def test_a_spent_ribbon_refuses_a_new_card_but_the_card_can_be_rejected(tmp_path: Path) -> None:
+    state_dir = tmp_path / "printers" / "p1"
+    with running_printer(tmp_path):
+        pass
+    state = json.loads((state_dir / "state.json").read_text())
+    state["ribbon_remaining"] = 0
+    (state_dir / "state.json").write_text(json.dumps(state))
+    with running_printer(tmp_path) as rig:
+        rig.cmd("Ss")
+        rig.cmd("Sic")
+        assert rig.cmd("Sr") == "OK"
+        assert rig.cmd("Db;y;2", PANEL) == "ERR RIBBON ENDED"
+        assert int(rig.cmd("Rst").split(";")[1], 16) & 0x08
+        assert rig.cmd("Ser") == "OK"
+
+
+def test_a_test_card_uses_a_blank_and_is_logged(tmp_path: Path) -> None:
+    with running_printer(tmp_path) as rig:
+        assert rig.cmd("St") == "OK"
+        [line] = rig.cards()
+        assert line["bin"] == "output"
+        assert line["panels"] == ["front:y", "front:m", "front:c", "front:k", "front:o"]
+        assert rig.saved_state()["hopper_remaining"] == 4
