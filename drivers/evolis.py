@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from drivers.faults import Fault
 from drivers.link import Link
+from drivers.panel_compression import compress_mono
 from drivers.printer_errors import CommandRejected, LinkError, PrinterError, ProtocolError, ReplyTimeout
 from drivers.printer_status import PrinterStatus, parse_status
 
@@ -126,9 +127,11 @@ class EvolisPrinter:
     PrinterError with `.fault`.
     """
 
-    def __init__(self, link: Link, *, timeouts: Timeouts = Timeouts()) -> None:
+    def __init__(self, link: Link, *, timeouts: Timeouts = Timeouts(), compress_mono: bool = True) -> None:
         self._link = link
         self._timeouts = timeouts
+        # A printer whose firmware lacks `Dbc` takes every panel raw.
+        self._compress_mono = compress_mono
 
     # -- queries -----------------------------------------------------------------------
 
@@ -199,7 +202,19 @@ class EvolisPrinter:
         self._ok("Sv", timeout=self._timeouts.move)
 
     def download(self, panel: Panel) -> None:
-        """Send one panel (`Db;<p>;<d>;<data>`) in a single write; the printer prints it."""
+        """Send one panel in a single write; the printer prints it.
+
+        K and O go compressed (`Dbc;<p>;2;<length>;<data>`, drivers/panel_compression.py) when that
+        is shorter, which it is for any panel of text, barcodes or solid varnish; everything else
+        goes as `Db;<p>;<d>;<data>`. Constructed with `compress_mono=False`, every panel goes as `Db`.
+        """
+        if self._compress_mono and panel.name in MONO_PANELS:
+            packed = compress_mono(panel.data)
+            if len(packed) < len(panel.data):
+                header = b"Dbc;%s;2;%d;" % (panel.name.encode("ascii"), len(packed))
+                self._ok(f"Dbc;{panel.name};2", timeout=self._timeouts.panel,
+                         frame=b"".join((ESC, header, packed, CR)))
+                return
         header = b"Db;%s;%d;" % (panel.name.encode("ascii"), panel.depth)
         self._ok(
             f"Db;{panel.name};{panel.depth}",

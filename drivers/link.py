@@ -2,7 +2,11 @@
 nothing of the command language.
 
     serial:///dev/ttyUSB0?baud=115200     pyserial, exclusive, 115200 baud unless told
-    usb://0x0f49:0x...?serial=...          reserved for the USB transport (not built yet)
+    usb://0f49:1001?serial=SIMP00001       pyusb (drivers/usb_link.py): vendor id, optional
+                                           product id (hex, `0x` optional), optional serial
+    usb://0f49?serial=...&relay=/run/x.sock  the same through the relay backend to the virtual
+                                           printer; without `relay`, PRINTSTATION_USB_RELAY
+                                           (':'-separated sockets) names it, else real USB
 
 A `trace` callback sees every byte: trace("tx", data) for each send, trace("rx", chunk) for
 each chunk read, so a technician can switch on a byte log without touching the driver.
@@ -15,6 +19,7 @@ import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import serial
@@ -181,8 +186,29 @@ def open_link(url: str, *, trace: Trace | None = None) -> Link:
     if parts.scheme == "serial":
         return _open_serial(url, parts.netloc, parts.path, parts.query, trace)
     if parts.scheme == "usb":
-        raise ValueError(f"{url}: usb:// printer links are not supported yet; use serial://")
-    raise ValueError(f"{url}: unknown printer link {parts.scheme!r}; expected serial:///dev/...")
+        return _open_usb(url, parts.netloc, parts.path, parts.query, trace)
+    raise ValueError(f"{url}: unknown printer link {parts.scheme!r}; expected serial:///dev/... or usb://VID:PID")
+
+
+def _open_usb(url: str, host: str, path: str, query: str, trace: Trace | None) -> Link:
+    # Imported here: pyusb is needed only by stations with a USB printer.
+    from drivers.usb_link import UsbAddress, UsbLink
+    from drivers.usb_relay_backend import relay_paths_from_env
+
+    ids = re.fullmatch(r"(?:0x)?([0-9a-fA-F]{1,4})(?::(?:0x)?([0-9a-fA-F]{1,4}))?", host)
+    if ids is None or path not in ("", "/"):
+        raise ValueError(f"{url}: a USB link names the vendor and product id in hex, e.g. usb://0f49:1001?serial=...")
+    options = _query(url, query, allowed={"serial", "relay"})
+    if "serial" in options and not options["serial"]:
+        raise ValueError(f"{url}: serial is empty; give the printer's serial number or leave the option out")
+    relays = (Path(options["relay"]),) if options.get("relay") else tuple(relay_paths_from_env())
+    address = UsbAddress(
+        vendor_id=int(ids.group(1), 16),
+        product_id=int(ids.group(2), 16) if ids.group(2) else None,
+        serial=options.get("serial"),
+        relays=relays,
+    )
+    return UsbLink(address, trace=trace)
 
 
 def _open_serial(url: str, host: str, path: str, query: str, trace: Trace | None) -> SerialLink:

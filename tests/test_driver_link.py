@@ -173,7 +173,8 @@ def test_printer_end_going_away_is_link_error_not_timeout(pty: Pty, link: Link) 
     "url",
     [
         "tcp://printer:9100",
-        "usb://0x0f49:0x1234?serial=ABC",
+        "usb://evolis?serial=ABC",
+        "usb://0f49:1001?serial=ABC&baud=9600",
         "serial://dev/ttyUSB0",
         "serial:///dev/ttyUSB0?baud=fast",
         "serial:///dev/ttyUSB0?baud=0",
