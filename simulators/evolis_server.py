@@ -3,18 +3,21 @@
 `FrameReader` cuts a byte stream into commands (partial reads, several commands in one read,
 NUL padding, binary `Db` payloads taken by length). `EvolisServer` answers each command from a
 `Printer`. `serve` runs the two over any `ByteLink`, so the pty here and a USB relay later share
-them; the link alone decides the reply terminator.
+them; the link alone decides the reply terminator. `LineFaults` is what a bad cable or a
+confused firmware does to the conversation (garbage bytes, slow replies, commands that fail).
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Callable, Protocol
 
+from simulators.panel_compression import MAX_COMPRESSED, CompressedPanelError, expand_mono
 from simulators.printer import Panel, Printer, PrinterRefused, PrinterStopped, Refusal, Side, Station
 
 log = logging.getLogger(__name__)
@@ -74,6 +77,7 @@ class FrameReader:
         self._payload = bytearray()
         self._payload_size = 0
         self._db_params: tuple[str, ...] = ()
+        self._payload_command = "Db"  # or "Dbc", whose payload is a compressed 1-bit panel
         self._discard_refusal = Refusal.DATA_LENGTH
         self._last_byte_at = 0.0
 
@@ -102,7 +106,7 @@ class FrameReader:
                     self._phase = _Phase.TRAILER
             elif phase is _Phase.TRAILER:
                 if data[i] == CR:
-                    frames.append(Command("Db", self._db_params, bytes(self._payload)))
+                    frames.append(Command(self._payload_command, self._db_params, bytes(self._payload)))
                     self._payload.clear()
                     self._phase = _Phase.IDLE
                     i += 1
@@ -163,6 +167,9 @@ class FrameReader:
             if b == ord(";") and self._header.startswith(b"Db;") and self._header.count(b";") == 3:
                 self._start_payload()
                 return i
+            if b == ord(";") and self._header.startswith(b"Dbc;") and self._header.count(b";") == 4:
+                self._start_compressed_payload()
+                return i
         return i
 
     def _start_payload(self) -> None:
@@ -173,8 +180,22 @@ class FrameReader:
         except (ValueError, KeyError):
             self._discard(Refusal.PARAMETER)
             return
+        self._payload_command = "Db"
         self._db_params = params
         self._payload_size = size
+        self._payload.clear()
+        self._phase = _Phase.PAYLOAD
+
+    def _start_compressed_payload(self) -> None:
+        # `Dbc;<panel>;2;<length>;`: the length is of the compressed bytes (simulators/panel_compression.py).
+        fields = self._header.decode("ascii", errors="replace").split(";")
+        params = (fields[1], fields[2])
+        if params[1] != "2" or not fields[3].isdigit() or not 0 < int(fields[3]) <= MAX_COMPRESSED:
+            self._discard(Refusal.PARAMETER)
+            return
+        self._payload_command = "Dbc"
+        self._db_params = params
+        self._payload_size = int(fields[3])
         self._payload.clear()
         self._phase = _Phase.PAYLOAD
 
@@ -188,6 +209,51 @@ class FrameReader:
         return Command(name, tuple(params))
 
 
+@dataclass
+class LineFaults:
+    """Faults of the conversation rather than the mechanics; touched only on the printer's thread.
+
+    - `garbage`: bytes of noise sent just before the next reply;
+    - `slow_until` / `slow_delay`: until that monotonic time, each reply is held back `slow_delay` s;
+    - `command_errors`: command name -> how many more times it answers `ERR COMMAND FAILED`
+      without doing anything.
+    """
+
+    garbage: int = 0
+    slow_until: float = 0.0
+    slow_delay: float = 0.0
+    command_errors: dict[str, int] = field(default_factory=dict)
+    noise: random.Random = field(default_factory=lambda: random.Random(0x1B))
+
+    def clear(self) -> None:
+        self.garbage = 0
+        self.slow_until = 0.0
+        self.command_errors.clear()
+
+    def take_command_error(self, name: str) -> bool:
+        """True (and one fewer armed) when `name` must fail this time."""
+        left = self.command_errors.get(name, 0)
+        if left <= 0:
+            return False
+        if left == 1:
+            del self.command_errors[name]
+        else:
+            self.command_errors[name] = left - 1
+        return True
+
+    def take_garbage(self) -> bytes:
+        """The noise to send before the next reply (once)."""
+        n, self.garbage = self.garbage, 0
+        return self.noise.randbytes(n)
+
+    def delay(self, now: float) -> float:
+        return self.slow_delay if now < self.slow_until else 0.0
+
+    def snapshot(self) -> dict[str, object]:
+        return {"garbage": self.garbage, "slow_for_s": round(max(0.0, self.slow_until - time.monotonic()), 2),
+                "slow_delay_s": self.slow_delay, "command_errors": dict(self.command_errors)}
+
+
 _SIDES = {"Sr": Side.FRONT, "Sv": Side.BACK}
 _STATIONS = {"Sic": Station.CONTACTLESS, "Sis": Station.CONTACT, "Si": Station.PRINT}
 
@@ -195,9 +261,11 @@ _STATIONS = {"Sic": Station.CONTACTLESS, "Sis": Station.CONTACT, "Si": Station.P
 class EvolisServer:
     """Answers framed commands from one printer. Replies carry no terminator; the link adds it."""
 
-    def __init__(self, printer: Printer, frames: FrameReader | None = None) -> None:
+    def __init__(self, printer: Printer, frames: FrameReader | None = None,
+                 line_faults: LineFaults | None = None) -> None:
         self.printer = printer
         self.frames = frames if frames is not None else FrameReader()
+        self.line_faults = line_faults if line_faults is not None else LineFaults()
         p = printer
         self._no_params: dict[str, Callable[[], str]] = {
             "Rfv": lambda: p.identity.firmware,
@@ -233,6 +301,8 @@ class EvolisServer:
         """
         if isinstance(frame, Malformed):
             return f"ERR {frame.refusal.value}"
+        if self.line_faults.take_command_error(frame.name):
+            return f"ERR {Refusal.COMMAND_FAILED.value}"
         try:
             return self._dispatch(frame)
         except PrinterRefused as e:
@@ -269,7 +339,16 @@ class EvolisServer:
                 panel = Panel(c.params[0])
             except ValueError:
                 raise PrinterRefused(Refusal.PARAMETER) from None
-            self.printer.print_panel(panel)
+            self.printer.print_panel(panel, int(c.params[1]), c.data)
+            return "OK"
+        if c.name == "Dbc":
+            if c.data is None or c.params[0] not in ("k", "o"):  # only 1-bit panels have the compressed form
+                raise PrinterRefused(Refusal.PARAMETER)
+            try:
+                data = expand_mono(c.data)
+            except CompressedPanelError:
+                raise PrinterRefused(Refusal.DATA_LENGTH) from None
+            self.printer.print_panel(Panel(c.params[0]), 2, data)
             return "OK"
         raise PrinterRefused(Refusal.UNKNOWN_COMMAND)
 
@@ -309,7 +388,9 @@ def serve(link: ByteLink, server: EvolisServer, stop: threading.Event, poll: flo
     `poll` bounds how long a read waits, so that `stop` is seen soon after it is set.
     """
     frames = server.frames
+    faults = server.line_faults
     while not stop.is_set():
+        server.printer.run_pending()
         due = frames.deadline()
         wait = poll if due is None else max(0.0, min(poll, due - time.monotonic()))
         data = link.read(wait)
@@ -320,4 +401,7 @@ def serve(link: ByteLink, server: EvolisServer, stop: threading.Event, poll: flo
                 return
             if isinstance(frame, Command):
                 log.debug("%s: %s -> %s", server.printer.name, frame.name, reply)
-            link.write(reply.encode("ascii") + link.terminator)
+            delay = faults.delay(time.monotonic())
+            if delay and stop.wait(delay):
+                return
+            link.write(faults.take_garbage() + reply.encode("ascii") + link.terminator)

@@ -6,12 +6,17 @@ is handed to a `persist` callback before the command that caused it completes. I
 of the wire (see `evolis_server.py`) nor of files (see `simulate.py`): the chip of the blank at
 the contactless station is presented through an `EncoderReader`, and every card that leaves is
 reported through `on_card_left`.
+
+Only the printer's own thread touches its state: others (the control channel, the fault
+schedule) hand it actions through `call`, which it runs between commands and during movements.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
@@ -63,6 +68,7 @@ class Refusal(Enum):
     HOPPER_FULL = "HOPPER FULL"
     REJECT_FULL = "REJECT FULL"
     COOLING = "COOLING"
+    COMMAND_FAILED = "COMMAND FAILED"  # an injected command error (simulate-ctl command-error)
 
 
 class PrinterRefused(Exception):
@@ -78,11 +84,10 @@ class PrinterStopped(Exception):
 
 
 class Fault(Enum):
-    """Conditions a test can inject; they stay until cleared."""
+    """Conditions a test can inject; they stay until cleared (cooling is the head's heat, see DutyCycle)."""
 
     COVER_OPEN = "cover_open"
     JAM = "jam"
-    COOLING = "cooling"
 
 
 class Station(Enum):
@@ -135,14 +140,59 @@ class Timings:
         return self.colour_panel
 
 
+@dataclass(frozen=True)
+class DutyCycle:
+    """The print head's heat, in arbitrary units: each panel adds heat, time takes it away.
+
+    At `stop_at` the printer reports cooling and refuses new cards until the head is down to
+    `resume_at` (hysteresis, so it does not flap). Time is the printer's time: real seconds
+    times the speed factor. The defaults (an assumption, shared PROTOCOLS.md section 8) make a
+    long colour batch stop for about four minutes after some twenty cards in a row; the
+    short batches of the tests and the demo never reach it.
+    """
+
+    heat_per_panel: float = 1.0
+    cooling_per_s: float = 0.12
+    stop_at: float = 60.0
+    resume_at: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.resume_at < self.stop_at) or self.heat_per_panel < 0 or self.cooling_per_s <= 0:
+            raise ValueError("duty cycle: need 0 <= resume_at < stop_at, heat_per_panel >= 0, cooling_per_s > 0")
+
+
+@dataclass(frozen=True)
+class Capacities:
+    """How many cards the feeder, the output hopper and the reject box hold; None is no limit."""
+
+    hopper: int | None = None
+    output: int | None = None
+    reject: int | None = None
+
+
+@dataclass(frozen=True)
+class PanelImage:
+    """The bytes of one panel as the host sent them, for rebuilding the card's picture."""
+
+    side: Side
+    panel: Panel
+    depth: int
+    data: bytes = field(repr=False)
+
+
 @dataclass
 class CardInside:
-    """The blank that is somewhere on the card path, with what has been done to it."""
+    """The blank that is somewhere on the card path, with what has been done to it.
+
+    `images` is not saved: after a restart the picture of a half-printed card is lost, as the
+    panels already are on the card, not in the printer's memory.
+    """
 
     blank_serial: str
     chip: Chip
     position: Station
     panels: list[str] = field(default_factory=list)
+    images: list[PanelImage] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -155,6 +205,7 @@ class CardLeft:
     blank_serial: str
     document_number: str | None
     panels: tuple[str, ...]
+    images: tuple[PanelImage, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -183,11 +234,19 @@ class PrinterState:
     panels_printed: int = 0
     ribbon_remaining: int = RIBBON_CARDS
     ribbon_type: str = "ymcko"
-    output_count: int = 0
-    reject_count: int = 0
+    output_count: int = 0  # cards ever ejected to the output hopper
+    reject_count: int = 0  # cards ever ejected to the reject box
+    blanks_loaded: int = -1  # blanks ever put in the feeder (-1: the first hopper; set below)
+    blanks_unloaded: int = 0  # blanks taken back out of the feeder by hand
+    output_in_bin: int = 0  # cards in the output hopper now (emptied by the operator)
+    reject_in_bin: int = 0
     sequence_open: bool = False
     side: Side = Side.FRONT
     card: CardInside | None = None
+
+    def __post_init__(self) -> None:
+        if self.blanks_loaded < 0:
+            self.blanks_loaded = self.hopper_remaining
 
     def to_json(self) -> dict[str, Any]:
         """The state as JSON values; the chip is kept only for the card inside."""
@@ -208,6 +267,10 @@ class PrinterState:
             "ribbon_type": self.ribbon_type,
             "output_count": self.output_count,
             "reject_count": self.reject_count,
+            "blanks_loaded": self.blanks_loaded,
+            "blanks_unloaded": self.blanks_unloaded,
+            "output_in_bin": self.output_in_bin,
+            "reject_in_bin": self.reject_in_bin,
             "sequence_open": self.sequence_open,
             "side": self.side.value,
             "card": card,
@@ -234,6 +297,12 @@ class PrinterState:
             ribbon_type=str(d["ribbon_type"]),
             output_count=int(d["output_count"]),
             reject_count=int(d["reject_count"]),
+            # Files written before these fields existed: every blank is where the counts say.
+            blanks_loaded=int(d.get("blanks_loaded", int(d["hopper_remaining"]) + int(d["output_count"])
+                                    + int(d["reject_count"]) + (card is not None))),
+            blanks_unloaded=int(d.get("blanks_unloaded", 0)),
+            output_in_bin=int(d.get("output_in_bin", d["output_count"])),
+            reject_in_bin=int(d.get("reject_in_bin", d["reject_count"])),
             sequence_open=bool(d["sequence_open"]),
             side=Side(d["side"]),
             card=card,
@@ -249,11 +318,16 @@ class Identity:
     model: str = "Primacy (virtual)"
 
 
+class SupplyRefused(Exception):
+    """An operator action the printer cannot take (more blanks than the feeder holds, ...)."""
+
+
 class Printer:
     """A virtual card printer. Commands run one at a time; movements take real time.
 
     Every command method either completes (state persisted, chip presence updated) or raises
     PrinterRefused before anything moves, or PrinterStopped when shutdown interrupts a movement.
+    Call command and operator methods from the printer's own thread only; other threads use `call`.
     """
 
     def __init__(
@@ -269,8 +343,10 @@ class Printer:
         identity: Identity = Identity(),
         timings: Timings = Timings(),
         speed: float = 1.0,
-        output_capacity: int | None = None,
-        reject_capacity: int | None = None,
+        capacities: Capacities = Capacities(),
+        duty_cycle: DutyCycle = DutyCycle(),
+        on_card_fed: Callable[[int], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if speed <= 0:
             raise ValueError(f"speed must be above 0, not {speed}")
@@ -281,14 +357,54 @@ class Printer:
         self._chip_type = chip_type
         self._persist = persist
         self._on_card_left = on_card_left
+        self._on_card_fed = on_card_fed
         self._stop = stop
         self._timings = timings
         self._speed = speed
-        self._output_capacity = output_capacity
-        self._reject_capacity = reject_capacity
+        self._capacities = capacities
+        self._duty = duty_cycle
+        self._clock = clock
+        self._heat = 0.0
+        self._heat_at = clock()
+        self._cooling = False
+        self._fed_this_run = 0
         self._faults: set[Fault] = set()
+        self._fault_ends: dict[Fault, float] = {}
         self._busy = False
         self._chip_presented = False
+        self._inbox: queue.SimpleQueue[_Call] = queue.SimpleQueue()
+
+    # -- other threads ------------------------------------------------------------------------
+
+    def call(self, action: Callable[[], Any], timeout: float = 10.0) -> Any:
+        """Run `action` on the printer's thread (between commands or during a movement); return its result.
+
+        Raises what `action` raised, or TimeoutError when the printer's thread did not get to it.
+        """
+        item = _Call(action)
+        self._inbox.put(item)
+        if not item.done.wait(timeout):
+            raise TimeoutError(f"{self.name} did not take the action within {timeout:g} s")
+        if item.error is not None:
+            raise item.error
+        return item.result
+
+    def run_pending(self) -> None:
+        """Run the actions other threads handed in, and end timed faults that are due (printer's thread)."""
+        now = self._clock()
+        for fault, ends in list(self._fault_ends.items()):
+            if now >= ends:
+                self.set_fault(fault, False)
+        while True:
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                item.result = item.action()
+            except Exception as e:  # handed back to the caller, whose action it was
+                item.error = e
+            item.done.set()
 
     # -- power -------------------------------------------------------------------------
 
@@ -323,6 +439,43 @@ class Printer:
     def feeder_empty(self) -> bool:
         return self._state.hopper_remaining == 0
 
+    def cooling(self) -> bool:
+        """True while the head is too hot to start a card (see DutyCycle)."""
+        heat = self.head_heat()
+        if self._cooling and heat <= self._duty.resume_at:
+            self._cooling = False
+            log.info("%s: head cooled down, ready again", self.name)
+        elif not self._cooling and heat >= self._duty.stop_at:
+            self._cooling = True
+            log.info("%s: head too hot, cooling", self.name)
+        return self._cooling
+
+    def head_heat(self) -> float:
+        """The head's heat now, after the cooling since it was last looked at."""
+        now = self._clock()
+        self._heat = max(0.0, self._heat - self._duty.cooling_per_s * (now - self._heat_at) * self._speed)
+        self._heat_at = now
+        return self._heat
+
+    def snapshot(self) -> dict[str, Any]:
+        """What a technician sees on the printer's panel: supplies, bins, faults, heat (JSON values)."""
+        s = self._state
+        return {
+            "hopper_remaining": s.hopper_remaining,
+            "ribbon_remaining": s.ribbon_remaining,
+            "output_in_bin": s.output_in_bin,
+            "reject_in_bin": s.reject_in_bin,
+            "output_count": s.output_count,
+            "reject_count": s.reject_count,
+            "blanks_loaded": s.blanks_loaded,
+            "blanks_unloaded": s.blanks_unloaded,
+            "cards_inserted": s.cards_inserted,
+            "card_inside": s.card.blank_serial if s.card is not None else None,
+            "faults": sorted(f.value for f in self._faults),
+            "cooling": self.cooling(),
+            "head_heat": round(self.head_heat(), 2),
+        }
+
     def status(self) -> StatusWords:
         """The three status words, computed from state and injected faults."""
         s = self._state
@@ -351,7 +504,7 @@ class Printer:
             warning |= 0x20
             if s.card is not None:
                 error |= 0x08
-        if Fault.COOLING in self._faults:
+        if self.cooling():
             warning |= 0x40
         if Fault.JAM in self._faults:
             error |= 0x01
@@ -359,12 +512,70 @@ class Printer:
 
     # -- faults and operator actions ---------------------------------------------------------
 
-    def set_fault(self, fault: Fault, active: bool) -> None:
-        """Inject or clear a fault (the technician opening the cover, a card jamming, ...)."""
+    def set_fault(self, fault: Fault, active: bool, for_s: float | None = None) -> None:
+        """Inject or clear a fault (the technician opening the cover, a card jamming, ...).
+
+        With `for_s`, the fault clears by itself after that many real seconds.
+        """
+        self._fault_ends.pop(fault, None)
         if active:
             self._faults.add(fault)
+            if for_s is not None:
+                self._fault_ends[fault] = self._clock() + for_s
         else:
             self._faults.discard(fault)
+        log.info("%s: %s %s", self.name, fault.value, "on" if active else "off")
+
+    def clear_faults(self) -> None:
+        """The technician cleared the jam and closed the cover. A jammed card stays where it stuck."""
+        for fault in list(self._faults):
+            self.set_fault(fault, False)
+
+    def overheat(self) -> None:
+        """The head is suddenly too hot: the printer cools down before the next card."""
+        self.head_heat()
+        self._heat = max(self._heat, self._duty.stop_at)
+        self._cooling = True
+
+    def load_ribbon(self, cards: int) -> None:
+        """A fresh ribbon good for `cards` cards. Raises SupplyRefused for a negative count."""
+        if cards < 0:
+            raise SupplyRefused(f"a ribbon cannot hold {cards} cards")
+        self._state.ribbon_remaining = cards
+        self._save()
+
+    def end_ribbon(self) -> None:
+        """The ribbon runs out now; the card being printed (if started) is finished."""
+        self._state.ribbon_remaining = 0
+        self._save()
+
+    def load_blanks(self, count: int) -> None:
+        """Put `count` more blanks in the feeder. Raises SupplyRefused beyond its capacity."""
+        s = self._state
+        if count < 1:
+            raise SupplyRefused(f"load at least one blank, not {count}")
+        cap = self._capacities.hopper
+        if cap is not None and s.hopper_remaining + count > cap:
+            raise SupplyRefused(f"the feeder holds {cap} blanks; it has {s.hopper_remaining}, so at most "
+                                f"{cap - s.hopper_remaining} more fit")
+        s.hopper_remaining += count
+        s.blanks_loaded += count
+        self._save()
+
+    def unload_blanks(self) -> int:
+        """Take every blank out of the feeder (it is empty now); returns how many came out."""
+        s = self._state
+        taken = s.hopper_remaining
+        s.hopper_remaining = 0
+        s.blanks_unloaded += taken
+        self._save()
+        return taken
+
+    def empty_bins(self) -> None:
+        """The operator takes the cards out of the output hopper and the reject box."""
+        self._state.output_in_bin = 0
+        self._state.reject_in_bin = 0
+        self._save()
 
     # -- commands ----------------------------------------------------------------------------
 
@@ -383,7 +594,8 @@ class Printer:
     def feed(self, station: Station) -> str:
         """`Sic`/`Sis`/`Si`: take one blank from the hopper to `station`; returns its serial.
 
-        Refuses with NO_SEQUENCE, COVER_OPEN, JAM, CARD_INSIDE, COOLING or FEEDER_EMPTY.
+        Refuses with NO_SEQUENCE, COVER_OPEN, JAM, CARD_INSIDE, COOLING, FEEDER_EMPTY,
+        RIBBON_ENDED, HOPPER_FULL or REJECT_FULL (warnings that block a new card).
         """
         self._require_sequence()
         self._require_can_feed()
@@ -399,6 +611,10 @@ class Printer:
         s.card = CardInside(blank_serial=serial, chip=self._chip_type(), position=station)
         self._save()
         log.info("%s: %s fed to the %s station", self.name, serial, station.value)
+        self._fed_this_run += 1
+        if self._on_card_fed is not None:
+            # Scheduled faults for this card strike here: after the feed, before the chip is shown.
+            self._on_card_fed(self._fed_this_run)
         if station is Station.CONTACTLESS:
             self._present_chip(s.card)
         return serial
@@ -412,8 +628,8 @@ class Printer:
         self._state.side = side
         self._save()
 
-    def print_panel(self, panel: Panel) -> None:
-        """`Db`: print one panel on the current side of the card inside.
+    def print_panel(self, panel: Panel, depth: int = 2, data: bytes = b"") -> None:
+        """`Db`: print one panel on the current side of the card inside (`data` kept for the card's picture).
 
         Refuses with NO_SEQUENCE, NO_CARD, COVER_OPEN, JAM or RIBBON_ENDED (no ribbon left for a
         card not yet started).
@@ -428,7 +644,11 @@ class Printer:
         self._move(self._timings.panel(panel))
         s = self._state
         card.panels.append(f"{s.side.value}:{panel.value}")
+        if data:
+            card.images.append(PanelImage(s.side, panel, depth, data))
         s.panels_printed += 1
+        self.head_heat()
+        self._heat += self._duty.heat_per_panel
         if first_panel:
             s.ribbon_remaining -= 1  # one ribbon panel set per card
         self._save()
@@ -445,6 +665,7 @@ class Printer:
         self._to_print_position(card)
         self._move(self._timings.eject)
         self._state.output_count += 1
+        self._state.output_in_bin += 1
         self._card_left(card, Bin.OUTPUT)
 
     def reject(self) -> None:
@@ -459,6 +680,7 @@ class Printer:
         self._withdraw_chip()
         self._move(self._timings.reject)
         self._state.reject_count += 1
+        self._state.reject_in_bin += 1
         self._card_left(card, Bin.REJECT)
 
     def clean(self) -> None:
@@ -478,8 +700,6 @@ class Printer:
     def test_card(self) -> None:
         """`St`: feed a blank, print a YMCKO test front and eject it; it counts like any card."""
         self._require_can_feed()
-        if self._state.ribbon_remaining == 0:
-            raise PrinterRefused(Refusal.RIBBON_ENDED)
         self.start_sequence()
         self.feed(Station.PRINT)
         for panel in Panel:
@@ -502,10 +722,16 @@ class Printer:
         self._require_mechanics()
         if self._state.card is not None:
             raise PrinterRefused(Refusal.CARD_INSIDE)
-        if Fault.COOLING in self._faults:
+        if self.cooling():
             raise PrinterRefused(Refusal.COOLING)
         if self._state.hopper_remaining == 0:
             raise PrinterRefused(Refusal.FEEDER_EMPTY)
+        if self._state.ribbon_remaining == 0:
+            raise PrinterRefused(Refusal.RIBBON_ENDED)
+        if self._output_full():
+            raise PrinterRefused(Refusal.HOPPER_FULL)
+        if self._reject_full():
+            raise PrinterRefused(Refusal.REJECT_FULL)
 
     def _require_card(self) -> CardInside:
         if self._state.card is None:
@@ -519,10 +745,12 @@ class Printer:
             raise PrinterRefused(Refusal.JAM)
 
     def _output_full(self) -> bool:
-        return self._output_capacity is not None and self._state.output_count >= self._output_capacity
+        cap = self._capacities.output
+        return cap is not None and self._state.output_in_bin >= cap
 
     def _reject_full(self) -> bool:
-        return self._reject_capacity is not None and self._state.reject_count >= self._reject_capacity
+        cap = self._capacities.reject
+        return cap is not None and self._state.reject_in_bin >= cap
 
     def _to_print_position(self, card: CardInside) -> None:
         if card.position is Station.PRINT:
@@ -534,10 +762,17 @@ class Printer:
         self._save()
 
     def _move(self, seconds: float) -> None:
+        """Spend `seconds` of printer time; actions from other threads still run meanwhile."""
         self._busy = True
         try:
-            if self._stop.wait(seconds / self._speed):
-                raise PrinterStopped(f"{self.name} stopped during a movement")
+            deadline = time.monotonic() + seconds / self._speed
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                if self._stop.wait(min(left, MOVE_SLICE_S)):
+                    raise PrinterStopped(f"{self.name} stopped during a movement")
+                self.run_pending()
         finally:
             self._busy = False
 
@@ -554,6 +789,7 @@ class Printer:
                 blank_serial=card.blank_serial,
                 document_number=card.chip.document_number(),
                 panels=tuple(card.panels),
+                images=tuple(card.images),
             )
         )
         self._save()
@@ -576,3 +812,14 @@ class Printer:
 
     def _save(self) -> None:
         self._persist(self._state)
+
+
+MOVE_SLICE_S = 0.05  # how often a movement looks at actions handed in by other threads
+
+
+@dataclass
+class _Call:
+    action: Callable[[], Any]
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+    error: BaseException | None = None

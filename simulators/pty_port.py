@@ -13,6 +13,7 @@ import select
 import termios
 import time
 import tty
+from pathlib import Path
 
 
 class PtyPort:
@@ -81,3 +82,62 @@ class PtyPort:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class StablePort:
+    """A pty that hosts find under a fixed name (a symlink, as udev's /dev/serial/by-id gives)
+    and that can be unplugged for a while: the pty is closed, the name disappears, and after the
+    outage a new pty appears under the same name. The kernel picks pty numbers, so only the name
+    can stay the same. Used only from the printer's thread.
+    """
+
+    def __init__(self, link_path: Path, write_timeout: float = 2.0) -> None:
+        self.path = str(link_path)
+        self.terminator = PtyPort.terminator
+        self._link = link_path
+        self._write_timeout = write_timeout
+        self._port: PtyPort | None = None
+        self._back_at = 0.0
+        self._plug()
+
+    @property
+    def pty_path(self) -> str | None:
+        """The pty under the name now, or None while unplugged."""
+        return self._port.path if self._port is not None else None
+
+    def unplug(self, for_s: float) -> None:
+        """Drop the link now; it comes back under the same name after `for_s` seconds."""
+        if self._port is not None:
+            self._link.unlink(missing_ok=True)
+            self._port.close()  # the host reading the old pty sees the device go away
+            self._port = None
+        self._back_at = time.monotonic() + for_s
+
+    def read(self, timeout: float | None) -> bytes:
+        """Bytes the host sent, or b"" within `timeout` (always b"" while unplugged)."""
+        if self._port is None:
+            if time.monotonic() < self._back_at:
+                time.sleep(min(timeout or 0.0, max(0.0, self._back_at - time.monotonic())))
+                return b""
+            self._plug()
+        assert self._port is not None
+        return self._port.read(timeout)
+
+    def write(self, data: bytes) -> None:
+        """Send a reply; while unplugged it is lost, as on a pulled cable."""
+        if self._port is not None:
+            self._port.write(data)
+
+    def close(self) -> None:
+        self._link.unlink(missing_ok=True)
+        if self._port is not None:
+            self._port.close()
+            self._port = None
+
+    def _plug(self) -> None:
+        port = PtyPort(self._write_timeout)
+        tmp = self._link.with_name(self._link.name + ".new")
+        tmp.unlink(missing_ok=True)
+        os.symlink(port.path, tmp)
+        os.replace(tmp, self._link)
+        self._port = port

@@ -2,13 +2,16 @@
 
 The state folder is the simulator's whole world as others see it (docs/PROTOCOLS.md section 5):
 `devices.json` (where the printers are, written once everything listens and removed on a clean
-exit), `cards.jsonl` (every card that left a printer) and `printers/<name>/state.json` (so a
-restart continues with the same counters and hopper).
+exit), `dev/<name>` (each printer's serial device, a name that survives a link drop),
+`control.sock` (the control channel, section 6), `cards.jsonl` (every card that left a printer),
+`cards/` (each printed card rebuilt as a PNG) and `printers/<name>/state.json` (so a restart
+continues with the same counters and hopper).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
@@ -18,14 +21,19 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from smartcard import scard
 
+from simulators.card_rebuild import CardPictures
 from simulators.chip import VirtualChip
-from simulators.evolis_server import EvolisServer, serve
-from simulators.printer import CardLeft, Identity, Printer, PrinterState, Timings
-from simulators.pty_port import PtyPort
+from simulators.control import ControlError, ControlServer, PrinterTarget, apply_action
+from simulators.evolis_server import ByteLink, EvolisServer, LineFaults, serve
+from simulators.fault_schedule import ScheduleError, by_printer, load_schedule
+from simulators.printer import Capacities, CardLeft, DutyCycle, Identity, Printer, PrinterState, Timings
+from simulators.link_bandwidth import DEFAULT_BAUD, Bandwidth, LinkClock, PacedLink, UsbSpeed
+from simulators.pty_port import StablePort
+from simulators.usb_port import VIRTUAL_PRODUCT_ID, VIRTUAL_VENDOR_ID, UsbIdentity, UsbPort, relay_socket_path
 from simulators.vpcd_card import VpcdCard
 
 log = logging.getLogger("simulate")
@@ -50,6 +58,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--speed", type=float, default=1.0, help="mechanics run this many times faster than real")
     parser.add_argument("--vpcd-port-base", type=int, default=VPCD_PORT_BASE, help="TCP port of vpcd slot 0")
     parser.add_argument("--first-slot", type=int, default=0, help="vpcd slot of the first printer")
+    parser.add_argument("--serial-baud", type=int, default=DEFAULT_BAUD,
+                        help=f"line rate of the serial link, bits a second (default {DEFAULT_BAUD})")
+    parser.add_argument("--usb", action="store_true",
+                        help="also offer each printer as a USB device, on a relay socket (devices.json: usb)")
+    parser.add_argument("--usb-speed", choices=[s.value for s in UsbSpeed], default=UsbSpeed.FULL.value,
+                        help="USB full speed (~1 MB/s) or high speed (~35 MB/s); default full")
+    parser.add_argument("--faults", type=Path, help="fault schedule, JSON or .toml (see simulators/fault_schedule.py)")
+    parser.add_argument("--hopper-capacity", type=int, help="blanks the feeder holds (default: no limit)")
+    parser.add_argument("--output-capacity", type=int, help="cards the output hopper holds (default: no limit)")
+    parser.add_argument("--reject-capacity", type=int, help="cards the reject box holds (default: no limit)")
+    parser.add_argument("--ribbon-cards", type=int, help="cards a new printer's ribbon prints (saved state wins)")
+    duty = DutyCycle()
+    parser.add_argument("--head-heat-per-panel", type=float, default=duty.heat_per_panel,
+                        help=f"head heat a panel adds (default {duty.heat_per_panel})")
+    parser.add_argument("--head-cooling-per-s", type=float, default=duty.cooling_per_s,
+                        help=f"head heat lost a printer second (default {duty.cooling_per_s})")
+    parser.add_argument("--head-stop-at", type=float, default=duty.stop_at,
+                        help=f"heat at which the printer stops to cool (default {duty.stop_at})")
+    parser.add_argument("--head-resume-at", type=float, default=duty.resume_at,
+                        help=f"heat at which it prints again (default {duty.resume_at})")
 
 
 @dataclass(frozen=True)
@@ -94,13 +122,28 @@ def write_json_atomically(path: Path, value: Any) -> None:
 
 
 class CardLog:
-    """`cards.jsonl`: one line per card that left a printer, on disk before the printer answers."""
+    """`cards.jsonl`: one line per card that left a printer, on disk before the printer answers.
 
-    def __init__(self, path: Path) -> None:
+    With `pictures`, a card that received panels is rebuilt as `cards/<n>-<bin>.png` (n: its line
+    number in cards.jsonl), named in its line as `png`; the file appears shortly after the line.
+    """
+
+    def __init__(self, path: Path, pictures: CardPictures | None = None) -> None:
         self._path = path
+        self._pictures = pictures
         self._lock = threading.Lock()  # printers eject from their own threads
+        self._lines = sum(1 for _ in open(path, "rb")) if path.exists() else 0
 
     def append(self, card: CardLeft) -> None:
+        with self._lock:
+            self._lines += 1
+            png = None
+            if self._pictures is not None and card.images:
+                png = f"cards/{self._lines:06d}-{card.bin.value}.png"
+                self._pictures.submit(self._path.parent / png, card.images)
+            self._write(card, png)
+
+    def _write(self, card: CardLeft, png: str | None) -> None:
         line = {
             "at": card.at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "printer": card.printer,
@@ -108,15 +151,15 @@ class CardLog:
             "blank_serial": card.blank_serial,
             "document_number": card.document_number,
             "panels": list(card.panels),
+            "png": png,
         }
         data = (json.dumps(line, separators=(",", ":")) + "\n").encode("utf-8")
-        with self._lock:
-            fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                os.write(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 class StateFile:
@@ -147,14 +190,45 @@ class WatchedReader:
     pcscd learns of a card arriving or leaving only when it next polls the driver. A real card
     is on or off the reader when the printer answers, so the printer answers only once pcscd
     agrees (bounded by PCSCD_FOLLOW_S; past that, or without pcscd, it logs and goes on).
+
+    Chip faults armed through the control channel strike the next cards put on the reader: each
+    such card is a fresh vpcd card object handed to `simulators.chip_faults.apply_chip_fault`
+    first, so the fault ends with the card and the next blank is healthy.
     """
 
     def __init__(self, card: VpcdCard, reader: str) -> None:
+        self._healthy = card
         self._card = card
         self._reader = reader
+        self._armed: list[list[Any]] = []  # [fault name, cards left], first armed strikes first
+
+    def arm(self, fault: str, cards: int) -> None:
+        """Give the next `cards` chips put on the reader `fault`. Raises ControlError when chip faults are missing."""
+        if importlib.util.find_spec("simulators.chip_faults") is None:
+            raise ControlError("chip faults are not built yet (simulators/chip_faults.py is missing)")
+        from simulators.chip_faults import ChipFault
+
+        if fault not in {f.value for f in ChipFault}:
+            raise ControlError(f"no chip fault {fault!r}; chip faults are: {', '.join(f.value for f in ChipFault)}")
+        if cards > 0:
+            self._armed.append([fault, cards])
+
+    def armed(self) -> dict[str, int]:
+        return {name: left for name, left in self._armed}
 
     def insert(self, chip: VirtualChip) -> None:
         """Put `chip` on the reader. Raises VpcdUnavailable (an OSError) when vpcd is not there."""
+        self._card = self._healthy
+        if self._armed:
+            from simulators.chip_faults import apply_chip_fault
+
+            fault = self._armed[0]
+            fault[1] -= 1
+            if fault[1] <= 0:
+                self._armed.pop(0)
+            self._card = VpcdCard(self._healthy.port, self._healthy.host)
+            apply_chip_fault(self._card, chip, fault[0])
+            log.info("%s: chip fault %s on this card", self._reader, fault[0])
         self._card.insert(chip)
         self._await_presence(True)
 
@@ -194,50 +268,88 @@ def _pcscd_shows(context: int, reader: str, present: bool, deadline: float) -> b
 class _Running:
     plan: PrinterPlan
     printer: Printer
-    port: PtyPort
+    port: StablePort
     thread: threading.Thread
+    usb: UsbPort | None = None  # with --usb: the same printer as a USB device, served by usb_thread
+    usb_thread: threading.Thread | None = None
+
+
+def _options(args: argparse.Namespace) -> tuple[Capacities, DutyCycle, dict[str, dict[int, list[Any]]]]:
+    """Capacities, duty cycle and fault schedule from the options. Raises SimulateError."""
+    if args.speed <= 0:
+        raise SimulateError(f"--speed must be above 0, not {args.speed}")
+    if args.serial_baud <= 0:
+        raise SimulateError(f"--serial-baud must be above 0, not {args.serial_baud}")
+    if args.cards < 0:
+        raise SimulateError(f"--cards cannot be negative ({args.cards})")
+    for option in ("hopper_capacity", "output_capacity", "reject_capacity", "ribbon_cards"):
+        value = getattr(args, option)
+        if value is not None and value < 0:
+            raise SimulateError(f"--{option.replace('_', '-')} cannot be negative ({value})")
+    if args.hopper_capacity is not None and args.cards > args.hopper_capacity:
+        raise SimulateError(f"--cards {args.cards} do not fit a feeder of {args.hopper_capacity}")
+    try:
+        duty = DutyCycle(args.head_heat_per_panel, args.head_cooling_per_s, args.head_stop_at, args.head_resume_at)
+    except ValueError as e:
+        raise SimulateError(str(e)) from None
+    schedule = {}
+    if args.faults is not None:
+        try:
+            schedule = by_printer(load_schedule(args.faults))
+        except ScheduleError as e:
+            raise SimulateError(str(e)) from None
+    capacities = Capacities(args.hopper_capacity, args.output_capacity, args.reject_capacity)
+    return capacities, duty, schedule
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the virtual printers until SIGTERM or SIGINT (call it from the main thread).
 
     Returns 0 after a clean stop, 1 when a printer loop failed, 2 when the printers cannot start
-    (bad options, more printers than vpcd slots, unreadable state, no pty).
+    (bad options or fault schedule, more printers than vpcd slots, unreadable state, no pty).
     """
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="simulate: %(message)s")
     stop = threading.Event()
     try:
-        if args.speed <= 0:
-            raise SimulateError(f"--speed must be above 0, not {args.speed}")
-        if args.cards < 0:
-            raise SimulateError(f"--cards cannot be negative ({args.cards})")
+        capacities, duty, schedule = _options(args)
         state_dir: Path = args.state_dir
         plans = plan_printers(state_dir, args.printers, args.first_slot, args.vpcd_port_base)
+        unknown = set(schedule) - {p.name for p in plans}
+        if unknown:
+            raise SimulateError(f"the fault schedule names printers that do not run: {', '.join(sorted(unknown))}")
         devices = state_dir / "devices.json"
         state_dir.mkdir(parents=True, exist_ok=True)
+        (state_dir / "dev").mkdir(exist_ok=True)
         devices.unlink(missing_ok=True)  # a file left by a crash names ptys that are gone
-        card_log = CardLog(state_dir / "cards.jsonl")
         (state_dir / "cards.jsonl").touch()  # there from the start, for those who follow it
         states = []
         for plan in plans:
             plan.state_file.parent.mkdir(parents=True, exist_ok=True)
             states.append(StateFile(plan.state_file))
         loaded = [s.load(args.cards) for s in states]
+        for state, state_file in zip(loaded, states):
+            if args.ribbon_cards is not None and not state_file.path.exists():
+                state.ribbon_remaining = args.ribbon_cards
     except (SimulateError, OSError) as e:
         print(f"simulate: {e}", file=sys.stderr)
         return 2
 
     # Signal handlers can only be set from the main thread: run() belongs there.
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    pictures = CardPictures()
+    card_log = CardLog(state_dir / "cards.jsonl", pictures)
     running: list[_Running] = []
+    targets: dict[str, PrinterTarget] = {}
+    control: ControlServer | None = None
     failed = threading.Event()
     exit_code = 0
     try:
         for plan, state_file, state in zip(plans, states, loaded):
+            reader = WatchedReader(VpcdCard(plan.vpcd_port), plan.reader)
             printer = Printer(
                 plan.name,
                 state,
-                reader=WatchedReader(VpcdCard(plan.vpcd_port), plan.reader),
+                reader=reader,
                 chip_type=VirtualChip,
                 persist=state_file.save,
                 on_card_left=card_log.append,
@@ -245,26 +357,53 @@ def run(args: argparse.Namespace) -> int:
                 identity=Identity(serial_number=f"SIMP{plan.slot + 1:05d}"),
                 timings=Timings(),
                 speed=args.speed,
+                capacities=capacities,
+                duty_cycle=duty,
+                on_card_fed=_scheduled(plan.name, schedule.get(plan.name, {}), targets),
             )
             state_file.save(state)
             printer.power_on()
-            port = PtyPort()
+            port = StablePort(state_dir / "dev" / plan.name)
+            line = LineFaults()
+            targets[plan.name] = PrinterTarget(printer, port, line, reader)
+            serial_clock = LinkClock(Bandwidth.serial(args.serial_baud), args.speed)
             thread = threading.Thread(
                 target=_serve_until_stopped,
-                args=(port, EvolisServer(printer), stop, failed),
+                args=(PacedLink(port, serial_clock), EvolisServer(printer, line_faults=line), stop, failed),
                 name=f"printer-{plan.name}",
             )
             running.append(_Running(plan, printer, port, thread))
             thread.start()
-            log.info("%s on %s, reader %s (vpcd port %d), %d blanks", plan.name, port.path, plan.reader,
-                     plan.vpcd_port, state.hopper_remaining)
+            if args.usb:
+                # A second port of the same printer: its own framing, one host at a time as on real ones.
+                usb = UsbPort(
+                    relay_socket_path(state_dir, plan.name),
+                    UsbIdentity(VIRTUAL_VENDOR_ID, VIRTUAL_PRODUCT_ID, "Evolis", printer.identity.model,
+                                printer.identity.serial_number, UsbSpeed(args.usb_speed)),
+                    LinkClock(Bandwidth.usb(UsbSpeed(args.usb_speed)), args.speed),
+                )
+                running[-1].usb = usb
+                usb.plug()
+                running[-1].usb_thread = threading.Thread(
+                    target=_serve_until_stopped,
+                    args=(usb, EvolisServer(printer, line_faults=line), stop, failed),
+                    name=f"printer-{plan.name}-usb",
+                )
+                running[-1].usb_thread.start()
+                log.info("%s also on USB %s", plan.name, usb.describe()["url"])
+            log.info("%s on %s (%s), reader %s (vpcd port %d), %d blanks", plan.name, port.path, port.pty_path,
+                     plan.reader, plan.vpcd_port, state.hopper_remaining)
+        control = ControlServer(state_dir / "control.sock", targets, stop)
+        control.start()
         write_json_atomically(
             devices,
             {
+                "control": str(control.path),
                 "printers": [
-                    {"name": r.plan.name, "serial": r.port.path, "reader": r.plan.reader, "vpcd_port": r.plan.vpcd_port}
+                    {"name": r.plan.name, "serial": r.port.path, "pty": r.port.pty_path, "reader": r.plan.reader,
+                     "vpcd_port": r.plan.vpcd_port, **({"usb": r.usb.describe()} if r.usb is not None else {})}
                     for r in running
-                ]
+                ],
             },
         )
         stop.wait()
@@ -273,10 +412,17 @@ def run(args: argparse.Namespace) -> int:
         exit_code = 2
     finally:
         stop.set()
+        if control is not None:
+            control.close()
         for r in running:
             r.thread.join()
+            if r.usb_thread is not None:
+                r.usb_thread.join()
+            if r.usb is not None:
+                r.usb.close()
             r.printer.power_off()
             r.port.close()
+        pictures.close()
         (args.state_dir / "devices.json").unlink(missing_ok=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -284,7 +430,21 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed.is_set() else exit_code
 
 
-def _serve_until_stopped(port: PtyPort, server: EvolisServer, stop: threading.Event, failed: threading.Event) -> None:
+def _scheduled(name: str, plan: dict[int, list[Any]], targets: dict[str, PrinterTarget]) -> Callable[[int], None]:
+    """The printer's on_card_fed: applies what the schedule plans for that card (printer's thread)."""
+
+    def on_card_fed(card: int) -> None:
+        for action in plan.get(card, []):
+            log.info("%s: card %d: scheduled %s", name, card, action.name.value)
+            try:
+                apply_action(targets[name], action)
+            except ControlError as e:
+                log.warning("%s: scheduled %s not done: %s", name, action.name.value, e)
+
+    return on_card_fed
+
+
+def _serve_until_stopped(port: ByteLink, server: EvolisServer, stop: threading.Event, failed: threading.Event) -> None:
     try:
         serve(port, server, stop)
     except Exception:

@@ -19,7 +19,7 @@ from typing import Any
 import serial
 
 from simulators.chip import VirtualChip
-from simulators.evolis_server import EvolisServer, FrameReader, serve
+from simulators.evolis_server import EvolisServer, FrameReader, LineFaults, serve
 from simulators.printer import Printer, PrinterState, Timings
 from simulators.pty_port import PtyPort
 from simulators.simulate import CardLog, StateFile
@@ -55,6 +55,7 @@ class Rig:
     host: serial.Serial
     cards_file: Path
     state_file: Path
+    line: LineFaults
 
     def ask(self, command: bytes) -> bytes:
         """Send raw bytes, return the reply without its CR (fails the test if none comes)."""
@@ -91,6 +92,7 @@ def running_printer(
     reader: RecordingReader | None = None,
     frames: FrameReader | None = None,
     timings: Timings = Timings(),
+    **printer_options: Any,
 ) -> Iterator[Rig]:
     """Start printer `p1` with state in `folder` (saved state wins over `blanks`); stop it on exit."""
     state_file = StateFile(folder / "printers" / "p1" / "state.json")
@@ -108,14 +110,16 @@ def running_printer(
         stop=stop,
         timings=timings,
         speed=speed,
+        **printer_options,
     )
     printer.power_on()
     port = PtyPort()
-    thread = threading.Thread(target=serve, args=(port, EvolisServer(printer, frames), stop))
+    line = LineFaults()
+    thread = threading.Thread(target=serve, args=(port, EvolisServer(printer, frames, line), stop))
     thread.start()
     host = serial.Serial(port.path, timeout=5)
     try:
-        yield Rig(printer, reader, host, folder / "cards.jsonl", state_file.path)
+        yield Rig(printer, reader, host, folder / "cards.jsonl", state_file.path, line)
     finally:
         host.close()
         stop.set()

@@ -181,30 +181,37 @@ def test_commands_out_of_order_are_refused_without_moving_anything(tmp_path: Pat
 
 def test_an_open_cover_stops_the_mechanics_and_shows_in_the_sensors(tmp_path: Path) -> None:
     with running_printer(tmp_path) as rig:
-        rig.printer.set_fault(Fault.COVER_OPEN, True)
+        rig.printer.call(lambda: rig.printer.set_fault(Fault.COVER_OPEN, True))
         rig.cmd("Ss")
         assert rig.cmd("Sic") == "ERR COVER OPEN"
         assert rig.cmd("Rse;o") == "1"
         assert int(rig.cmd("Rst").split(";")[1], 16) & 0x20
-        rig.printer.set_fault(Fault.COVER_OPEN, False)
+        rig.printer.call(lambda: rig.printer.set_fault(Fault.COVER_OPEN, False))
         assert rig.cmd("Sic") == "OK"
         assert rig.cmd("Rse;o") == "0"
 
 
-def test_a_spent_ribbon_refuses_a_new_card_but_the_card_can_be_rejected(tmp_path: Path) -> None:
-    state_dir = tmp_path / "printers" / "p1"
-    with running_printer(tmp_path):
-        pass
-    state = json.loads((state_dir / "state.json").read_text())
-    state["ribbon_remaining"] = 0
-    (state_dir / "state.json").write_text(json.dumps(state))
+def test_a_ribbon_ending_mid_card_refuses_the_first_panel_but_the_card_can_be_rejected(tmp_path: Path) -> None:
     with running_printer(tmp_path) as rig:
         rig.cmd("Ss")
         rig.cmd("Sic")
+        rig.printer.call(rig.printer.end_ribbon)
         assert rig.cmd("Sr") == "OK"
         assert rig.cmd("Db;y;2", PANEL) == "ERR RIBBON ENDED"
         assert int(rig.cmd("Rst").split(";")[1], 16) & 0x08
+        assert rig.cmd("Rco;l") == "0"
         assert rig.cmd("Ser") == "OK"
+
+
+def test_a_spent_ribbon_refuses_a_new_card_until_a_ribbon_is_loaded(tmp_path: Path) -> None:
+    with running_printer(tmp_path) as rig:
+        rig.printer.call(rig.printer.end_ribbon)
+        rig.cmd("Ss")
+        assert rig.cmd("Sic") == "ERR RIBBON ENDED"
+        assert rig.cmd("Rco;c") == "0", "no blank left the feeder"
+        rig.printer.call(lambda: rig.printer.load_ribbon(200))
+        assert rig.cmd("Rco;l") == "200"
+        assert rig.cmd("Sic") == "OK"
 
 
 def test_a_test_card_uses_a_blank_and_is_logged(tmp_path: Path) -> None:

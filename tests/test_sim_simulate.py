@@ -74,9 +74,11 @@ def connect_to_the_chip(reader_name: str):  # -> smartcard CardConnection
 def test_devices_json_names_the_pty_and_the_reader_and_goes_away_on_a_clean_stop(tmp_path: Path) -> None:
     with simulate(tmp_path) as (process, host):
         devices = json.loads((tmp_path / "devices.json").read_text())
-        assert devices == {
-            "printers": [{"name": "p1", "serial": host.port, "reader": READER, "vpcd_port": 35964}]
-        }
+        [printer] = devices["printers"]
+        assert devices["control"] == str(tmp_path / "control.sock") and Path(devices["control"]).is_socket()
+        assert printer == {"name": "p1", "serial": host.port, "pty": printer["pty"], "reader": READER, "vpcd_port": 35964}
+        assert host.port == str(tmp_path / "dev" / "p1"), "a name that survives a link drop"
+        assert Path(host.port).resolve() == Path(printer["pty"])
         assert cmd(host, "Rfv") == "SIM-1.0.0"
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
