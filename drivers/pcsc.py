@@ -46,6 +46,21 @@ _TRANSMIT_AMBIGUOUS = {scard.SCARD_E_NOT_TRANSACTED, scard.SCARD_F_COMM_ERROR}
 # How long pcscd may take to notice that a card left (its polling interval for vpcd is ~0.4 s).
 _REMOVAL_NOTICE_S = 1.0
 
+# Failures that are the reader's or pcscd's, never the card's, however long they took.
+_READER_OR_SERVICE_GONE = {
+    scard.SCARD_E_NO_SERVICE,
+    scard.SCARD_E_SERVICE_STOPPED,
+    scard.SCARD_E_INVALID_HANDLE,
+    scard.SCARD_E_READER_UNAVAILABLE,
+    scard.SCARD_E_UNKNOWN_READER,
+    scard.SCARD_E_NO_READERS_AVAILABLE,
+}
+
+# A transmit that fails after taking longer than this was a card that stopped answering,
+# however the failure was reported in the end: pcsc-lite has no transmit timeout, and vpcd
+# waits for ever, so a silent card ends only when the reader (or the printer) gives up.
+DEFAULT_APDU_TIMEOUT_S = 2.0
+
 # pcsc-lite's SCardStatus state bit "card present" (pcsclite.h); pyscard does not export it.
 _SCARD_PRESENT = 0x0004
 
@@ -82,6 +97,12 @@ class CardMute(PcscError):
     """A card is present but does not answer (no ATR, no response, protocol failure)."""
 
     remedy = "the chip does not answer: reject the card"
+
+
+class CardTooSlow(PcscError):
+    """The card answers, but the work on it ran past the time budget of the session."""
+
+    remedy = "the chip answers too slowly: reject the card; if every card is slow, check the reader"
 
 
 class ReaderBusy(PcscError):
@@ -134,25 +155,37 @@ def pcsc_error(action: str, reader: str, hresult: int) -> PcscError:
 class CardSession:
     """A connection to the card on one reader. Use as a context manager; closing powers the card down."""
 
-    def __init__(self, reader: str, context: int, handle: int, protocol: int) -> None:
+    def __init__(self, reader: str, context: int, handle: int, protocol: int, *,
+                 apdu_timeout_s: float = DEFAULT_APDU_TIMEOUT_S, budget_s: float | None = None) -> None:
         self.reader = reader
         self.protocol = protocol
+        self.apdu_timeout_s = apdu_timeout_s
+        self.budget_s = budget_s
+        self._deadline = None if budget_s is None else time.monotonic() + budget_s
         self._context = context
         self._handle: int | None = handle
 
     def transmit(self, apdu: bytes) -> tuple[bytes, int]:
         """Send one command APDU; return (response data, SW1SW2 as an int).
 
-        Raises CardRemoved, CardMute, ReaderUnavailable, PcscServiceUnavailable or PcscError.
+        Raises CardTooSlow once the session's budget is spent (checked before sending),
+        CardMute when the card stops answering (a failure after more than apdu_timeout_s),
+        CardRemoved, ReaderUnavailable, PcscServiceUnavailable or PcscError.
         """
         if self._handle is None:
             raise PcscError(f"session on reader '{self.reader}' is closed", scard.SCARD_E_INVALID_HANDLE)
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            raise CardTooSlow(f"the card on reader '{self.reader}' did not finish within {self.budget_s:.1f} s",
+                              scard.SCARD_E_TIMEOUT)
+        started = time.monotonic()
         hresult, response = scard.SCardTransmit(self._handle, self.protocol, list(apdu))
         if hresult != scard.SCARD_S_SUCCESS:
+            self._raise_if_silent(started, hresult)
             if hresult in _TRANSMIT_AMBIGUOUS and self._card_left():
                 hresult = scard.SCARD_W_REMOVED_CARD
             raise pcsc_error("transmit", self.reader, hresult)
         if len(response) < 2:
+            self._raise_if_silent(started, hresult)
             # vpcd reports a card that vanished mid-command as an empty answer.
             if self._card_left():
                 raise pcsc_error("transmit", self.reader, scard.SCARD_W_REMOVED_CARD)
@@ -186,6 +219,12 @@ class CardSession:
         except PcscError:
             if exc is None:
                 raise  # otherwise the first failure is the one worth reporting
+
+    def _raise_if_silent(self, started: float, hresult: int) -> None:
+        waited = time.monotonic() - started
+        if waited > self.apdu_timeout_s and hresult not in _READER_OR_SERVICE_GONE:
+            raise CardMute(f"card on reader '{self.reader}' gave no answer for {waited:.1f} s "
+                           f"(more than {self.apdu_timeout_s:.1f} s)", hresult)
 
     def _card_left(self) -> bool:
         # pcscd notices a removal at its next poll of the reader, so a transmit cut short by
@@ -234,9 +273,12 @@ class PcscReader:
         """Raise ReaderUnavailable or PcscServiceUnavailable unless pcscd lists this reader."""
         self._with_context(self._require_listed)
 
-    def connect(self, exclusive: bool = True) -> CardSession:
+    def connect(self, exclusive: bool = True, *, budget_s: float | None = None,
+                apdu_timeout_s: float = DEFAULT_APDU_TIMEOUT_S) -> CardSession:
         """Connect to the card (T=0 or T=1). Use the result as a context manager.
 
+        `budget_s` bounds the whole session (its transmits then raise CardTooSlow), and a
+        transmit failing after more than `apdu_timeout_s` is CardMute (see CardSession.transmit).
         Raises CardNotPresent, CardMute, ReaderBusy, ReaderUnavailable, PcscServiceUnavailable.
         """
         share = scard.SCARD_SHARE_EXCLUSIVE if exclusive else scard.SCARD_SHARE_SHARED
@@ -247,7 +289,7 @@ class PcscReader:
             )
             if hresult != scard.SCARD_S_SUCCESS:
                 raise self._fail("connect", hresult)
-            return CardSession(self.name, context, handle, protocol)
+            return CardSession(self.name, context, handle, protocol, apdu_timeout_s=apdu_timeout_s, budget_s=budget_s)
 
         return self._with_context(connect)
 

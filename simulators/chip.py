@@ -67,6 +67,21 @@ class VirtualChip:
             dg1 = bytes(self._files[DG1_FID])
         return document_number_from_dg1(dg1)
 
+    def flip_bit(self, fid: int, index: int) -> None:
+        """Invert the lowest bit of byte `index` of file `fid`, as a failing EEPROM cell would.
+
+        Raises KeyError for an unknown FID, IndexError past the file's end.
+        """
+        with self._lock:
+            self._files[fid][index] ^= 0x01
+
+    def replace_file(self, fid: int, content: bytes) -> None:
+        """Overwrite file `fid` with `content` (a chip tampered with outside the reader). Raises KeyError."""
+        with self._lock:
+            if fid not in self._files:
+                raise KeyError(f"no file {fid:04X} on the chip")
+            self._files[fid] = bytearray(content)
+
     def files(self) -> dict[int, bytes]:
         """A copy of every file's content, by FID."""
         with self._lock:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from asn1crypto import algos
@@ -129,6 +129,20 @@ class TestPki:
     ) -> DocumentSigner:
         """Certify a fresh document signer (not persisted): for tests of expired or other signers."""
         return _issue_signer(self.csca_cert, self.csca_key, self.algorithm, not_before, not_after, common_name)
+
+
+@lru_cache(maxsize=len(ALGORITHMS))
+def untrusted_signer(algorithm: str = "ecdsa-p256") -> DocumentSigner:
+    """A document signer certified by a CSCA of the same name as the test CSCA but another key,
+    kept nowhere: no trust anchor knows it. Made once per process and algorithm.
+
+    Raises ValueError for an unknown algorithm.
+    """
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown signature algorithm {algorithm!r}: use one of {', '.join(ALGORITHMS)}")
+    csca_key = _new_key(algorithm)
+    csca_cert = _csca_certificate(csca_key, algorithm)
+    return _issue_signer(csca_cert, csca_key, algorithm, SIGNER_NOT_BEFORE, SIGNER_NOT_AFTER, _SIGNER_NAME)
 
 
 def _issue_signer(

@@ -54,7 +54,7 @@ class VpcdCard:
     def __init__(self, port: int, host: str = "127.0.0.1") -> None:
         self.port = port
         self.host = host
-        self.atr = DEFAULT_ATR
+        self.atr = DEFAULT_ATR  # b"": no answer to power-on (vpcd then shows no card at all)
         self._hook: ApduHook = answer_normally
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
@@ -67,7 +67,10 @@ class VpcdCard:
         return self._chip
 
     def set_apdu_hook(self, hook: ApduHook | None) -> None:
-        """Answer APDUs through `hook` from now on (None: the healthy default)."""
+        """Answer APDUs through `hook` from now on (None: the healthy default).
+
+        A hook (like an ATR of b"") belongs to one card: `remove` puts the healthy defaults back.
+        """
         self._hook = hook or answer_normally
 
     def insert(self, chip: VirtualChip) -> None:
@@ -96,9 +99,22 @@ class VpcdCard:
             self._thread.start()
 
     def remove(self) -> None:
-        """Take the card off the reader; returns once the socket is closed and the thread ended."""
+        """Take the card off the reader; returns once the socket is closed and the thread ended.
+
+        The next card answers normally again (default hook and ATR).
+        """
         with self._lock:
             self._remove_locked()
+            self._hook, self.atr = answer_normally, DEFAULT_ATR
+
+    def remove_if(self, chip: VirtualChip) -> None:
+        """`remove`, but only while `chip` is the one on the reader (a fault's timer must not
+        take away the next card)."""
+        with self._lock:
+            if self._chip is not chip:
+                return
+            self._remove_locked()
+            self._hook, self.atr = answer_normally, DEFAULT_ATR
 
     def _remove_locked(self) -> None:
         sock, thread = self._sock, self._thread

@@ -202,3 +202,18 @@ def test_trust_anchors_are_read_when_the_profile_loads(tmp_path: Path, pki: Test
 def test_a_missing_trust_anchor_file_is_refused_at_load(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="missing.pem"):
         load_profile("icao9303", [tmp_path / "missing.pem"])
+
+
+def test_an_unknown_profile_in_the_configuration_is_a_config_error_naming_the_known_ones(tmp_path: Path) -> None:
+    from agent.config import ConfigError, load_config
+
+    (tmp_path / "authority.pem").write_text("-----BEGIN PUBLIC KEY-----\n")
+    config = tmp_path / "station.toml"
+    config.write_text("\n".join([
+        "[station]", 'id = "s1"', 'journal = "journal.db"', "",
+        "[upstream]", 'url = "http://127.0.0.1:9"', 'token = "t"', "[upstream.authority_keys]", '"a" = "authority.pem"', "",
+        "[chip]", 'profile = "ektp-sam"', "",
+        "[[printers]]", 'name = "p1"', 'link = "serial:///dev/null"', 'reader = "Virtual PCD 00 00"', "",
+    ]))
+    with pytest.raises(ConfigError, match=r"chip\.profile.*icao9303"):
+        load_config(config)

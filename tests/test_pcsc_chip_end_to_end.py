@@ -120,7 +120,7 @@ def test_removing_the_card_mid_read_is_card_removed(
             access.read_file(0x0102)
 
 
-def test_a_card_removed_during_verification_is_a_chip_fault(
+def test_a_card_removed_during_verification_is_a_chip_removed_fault(
     card: VpcdCard, reader: PcscReader, files: tuple[Path, dict[str, bytes]]
 ) -> None:
     chip = VirtualChip()
@@ -139,7 +139,7 @@ def test_a_card_removed_during_verification_is_a_chip_fault(
     card.set_apdu_hook(removed_at_first_read)
     with reader.connect() as session, pytest.raises(ChipError) as caught:
         profile.verify(session, EXPECTED, datetime.now(timezone.utc))
-    assert caught.value.failure is ChipFailure.CHIP_MUTE
+    assert caught.value.failure is ChipFailure.CHIP_REMOVED
 
 
 def test_an_apdu_round_trip_through_pcscd_is_fast(

@@ -6,6 +6,7 @@ File layout and commands: docs/PROTOCOLS.md section 3.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterable
 from datetime import datetime
 
 from agent.chip.passive_auth import (
@@ -18,7 +19,7 @@ from agent.chip.passive_auth import (
 from agent.chip.profile import Check, ChipError, ChipExpectation, ChipFailure, ChipVerdict, Verdict
 from agent.chip.tlv import TlvError, children, unwrap
 from drivers.iso7816 import FileAccess, Iso7816Error
-from drivers.pcsc import CardSession, PcscError, PcscServiceUnavailable, ReaderUnavailable
+from drivers.pcsc import CardRemoved, CardSession, CardTooSlow, PcscError, PcscServiceUnavailable, ReaderUnavailable
 
 APPLICATION_ID = bytes.fromhex("A0000002471001")
 
@@ -52,7 +53,7 @@ class Icao9303Profile:
         """Select the application and write each file (EF.SOD last).
 
         Raises ChipError(WRITE_FAILED) for an unknown file name or a refused write,
-        ChipError(CHIP_MUTE) if the card stops answering or leaves.
+        ChipError(CHIP_MUTE, CHIP_SLOW, CHIP_REMOVED) if the card stops answering, is too slow or leaves.
         """
         unknown = sorted(set(files) - set(FILE_IDS))
         if unknown:
@@ -71,7 +72,8 @@ class Icao9303Profile:
     def verify(self, session: CardSession, expected: ChipExpectation, at: datetime) -> ChipVerdict:
         """Read EF.SOD, every data group it lists plus DG1 and DG11, and judge them at `at`.
 
-        Raises ChipError(CHIP_MUTE) if the card stops answering or leaves.
+        Raises ChipError(CHIP_MUTE, CHIP_SLOW, CHIP_REMOVED) if the card stops answering, is
+        too slow or leaves.
         """
         access = FileAccess(session)
         read_failures: list[Check] = []
@@ -129,6 +131,10 @@ def _card_fault(error: PcscError) -> Exception:
     # The reader and pcscd are not the card's fault: the pipeline must pause, not spoil a blank.
     if isinstance(error, (ReaderUnavailable, PcscServiceUnavailable)):
         return error
+    if isinstance(error, CardRemoved):
+        return ChipError(ChipFailure.CHIP_REMOVED, error.message)
+    if isinstance(error, CardTooSlow):
+        return ChipError(ChipFailure.CHIP_SLOW, error.message)
     return ChipError(ChipFailure.CHIP_MUTE, error.message)
 
 
@@ -199,7 +205,11 @@ def _failure(check: Check) -> ChipFailure | None:
     return ChipFailure.WRONG_SUBJECT
 
 
-def _verdict(checks: list[Check], document_number: str | None) -> ChipVerdict:
+def failure_of(checks: Iterable[Check]) -> ChipFailure | None:
+    """The one failure that decides a set of checks (None when no check is BAD)."""
     found = {f for f in map(_failure, checks) if f is not None}
-    failure = next((f for f in _FAILURE_ORDER if f in found), None)
-    return ChipVerdict(tuple(checks), failure, document_number)
+    return next((f for f in _FAILURE_ORDER if f in found), None)
+
+
+def _verdict(checks: list[Check], document_number: str | None) -> ChipVerdict:
+    return ChipVerdict(tuple(checks), failure_of(checks), document_number)

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from drivers.pcsc import CardSession
+if TYPE_CHECKING:  # the configuration checks profile names without loading the PC/SC driver
+    from drivers.pcsc import CardSession
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,9 @@ class Check:
 class ChipFailure(StrEnum):
     """Why a card's chip was rejected: the reason a spoiled card carries upstream."""
 
-    CHIP_MUTE = "chip-mute"
+    CHIP_MUTE = "chip-mute"  # dead: no answer to power-on, or silent in the middle of a command
+    CHIP_SLOW = "chip-slow"  # answers, but the card's work ran past its time budget
+    CHIP_REMOVED = "chip-removed"  # the card left the encoder station while it was written or read
     WRITE_FAILED = "chip-write-failed"
     UNREADABLE_FILE = "chip-unreadable-file"
     HASH_MISMATCH = "chip-hash-mismatch"
@@ -84,16 +87,16 @@ class ChipProfile(Protocol):
     def encode(self, session: CardSession, files: dict[str, bytes]) -> None:
         """Write `files` (by name, e.g. "EF.DG1") to the chip.
 
-        Raises ChipError (CHIP_MUTE, WRITE_FAILED); ReaderUnavailable and
-        PcscServiceUnavailable propagate as they are.
+        Raises ChipError (CHIP_MUTE, CHIP_SLOW, CHIP_REMOVED, WRITE_FAILED); ReaderUnavailable
+        and PcscServiceUnavailable propagate as they are.
         """
         ...
 
     def verify(self, session: CardSession, expected: ChipExpectation, at: datetime) -> ChipVerdict:
         """Read the chip back and judge it at time `at`.
 
-        Raises ChipError(CHIP_MUTE) if the card stops answering or leaves; ReaderUnavailable
-        and PcscServiceUnavailable propagate as they are.
+        Raises ChipError (CHIP_MUTE, CHIP_SLOW, CHIP_REMOVED) if the card stops answering, is
+        too slow or leaves; ReaderUnavailable and PcscServiceUnavailable propagate as they are.
         """
         ...
 
