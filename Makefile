@@ -3,13 +3,20 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test setup pcscd clean
+.PHONY: demo test setup pcscd clean soak
 
 demo: setup pcscd
 	$(VENV)/bin/printstation demo --cards 20
 
+# As root the suite runs with a pcscd of its own in private namespaces (scripts/private-pcscd.sh),
+# so it may restart pcscd and bind vpcd ports without touching the machine's; otherwise it uses
+# the running pcscd.
 test: setup pcscd
-	$(VENV)/bin/pytest -q
+	@if [ "$$(id -u)" = 0 ]; then scripts/private-pcscd.sh $(VENV)/bin/pytest -q; else $(VENV)/bin/pytest -q; fi
+
+# The crash suite's random kills, longer: 40 cards, 12 agent kills, every 3rd also a power cut of the printer.
+soak: setup pcscd
+	CRASH_CARDS=40 CRASH_KILLS=12 CRASH_POWER_CUT_EVERY=3 scripts/private-pcscd.sh $(VENV)/bin/pytest -q -s tests/test_crash_random.py
 
 setup: $(STAMP)
 

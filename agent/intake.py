@@ -1,43 +1,63 @@
-"""Leases jobs from upstream and lets into the journal only what the authority signed and the station can print."""
+"""Leases jobs from upstream and lets into the journal only what the authority signed and the station can print.
+
+Store and forward: the station holds enough leased jobs to print through a configured outage,
+renews their leases while it is online, and hands back the jobs it will not print.
+"""
 
 from __future__ import annotations
 
+import math
 import random
 import threading
+from datetime import timedelta
 
 import structlog
 
-from agent.job import JobRejected, JobRejection, parse_job
+from agent.config import UpstreamConfig
+from agent.job import DEFAULT_LIMITS, JobLimits, JobRejected, JobRejection, parse_job, valid_job_id
 from agent.job_signature import AuthorityKeys
-from agent.journal import Journal, utcnow
+from agent.journal import Journal, JournalError, utcnow
 from agent.upstream_client import UpstreamClient, UpstreamRefused, UpstreamUnavailable
 
 log = structlog.get_logger("intake")
+
+RENEW_BATCH = 100  # the most job ids upstream takes in one renew request
+SURPLUS_RELEASE_REASON = "more jobs held than the station's outage cover"
+
+
+def prefetch_for(config: UpstreamConfig, printers: int) -> int:
+    """Jobs to hold: enough for `outage_hours` of printing on every printer, and never fewer than `prefetch`."""
+    return max(config.prefetch, math.ceil(config.outage_hours * config.cards_per_hour * printers))
 
 
 class Intake:
     """Keeps `prefetch` printable jobs in the journal, so printing goes on through an outage."""
 
     def __init__(self, journal: Journal, client: UpstreamClient, keys: AuthorityKeys, *, prefetch: int,
-                 lease_max: int, wait_s: float, work: threading.Condition) -> None:
+                 lease_max: int, wait_s: float, work: threading.Condition, renew_margin_s: float = 900.0,
+                 limits: JobLimits = DEFAULT_LIMITS) -> None:
         self.journal = journal
+        self.limits = limits
         self.client = client
         self.keys = keys
         self.prefetch = prefetch
         self.lease_max = lease_max
         self.wait_s = wait_s
         self.work = work
+        self.renew_margin_s = renew_margin_s
         self.online = False
 
     def run(self, stop: threading.Event) -> None:
         delay = 1.0
         while not stop.is_set():
-            wanted = self.prefetch - self.journal.printable_count()
-            if wanted <= 0:
-                with self.work:
-                    self.work.wait(timeout=5.0)  # woken when a printer claims a job
-                continue
             try:
+                self.release_surplus()
+                self.renew_due()
+                wanted = self.prefetch - self.journal.printable_count()
+                if wanted <= 0:
+                    with self.work:
+                        self.work.wait(timeout=min(5.0, self.renew_margin_s / 2))  # woken when a printer claims a job
+                    continue
                 lease = self.client.lease(min(wanted, self.lease_max), self.wait_s)
             except (UpstreamUnavailable, UpstreamRefused) as exc:
                 if self.online or delay == 1.0:
@@ -47,23 +67,54 @@ class Intake:
                 stop.wait(delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, 60.0)
                 continue
+            except JournalError as exc:
+                log.error("intake-paused", fault="journal-unwritable", error=str(exc),
+                          remedy="free space on the journal's disk or make it writable")
+                stop.wait(2.0)
+                continue
             if not self.online:
                 log.info("upstream-online")
             self.online, delay = True, 1.0
-            accepted = sum(self.accept(raw, lease.expires_at) for raw in lease.jobs)
+            try:
+                accepted = sum(self.accept(raw, lease.expires_at) for raw in lease.jobs)
+            except JournalError as exc:
+                # Not recorded, so not ours to print: the leases run out and upstream offers the jobs again.
+                log.error("intake-paused", fault="journal-unwritable", error=str(exc))
+                stop.wait(2.0)
+                continue
             if accepted:
                 with self.work:
                     self.work.notify_all()
 
+    def renew_due(self) -> None:
+        """Renew the leases that run out within the margin; jobs upstream says are gone are never started.
+
+        Raises UpstreamUnavailable / UpstreamRefused (offline: the leases stay as they are) or JournalError.
+        """
+        due = self.journal.leases_to_renew(utcnow() + timedelta(seconds=self.renew_margin_s))
+        for start in range(0, len(due), RENEW_BATCH):
+            renewal = self.client.renew(due[start:start + RENEW_BATCH])
+            if renewal.renewed:
+                self.journal.leases_renewed(renewal.renewed, renewal.expires_at)
+            for job_id, reason in renewal.lost.items():
+                if self.journal.lease_lost(job_id, reason):
+                    log.warning("lease-lost", job_id=job_id, reason=reason)
+
+    def release_surplus(self) -> None:
+        """Hand back jobs beyond what the station holds for an outage (e.g. after the cover was lowered)."""
+        if self.journal.printable_count() > self.prefetch + self.lease_max:
+            released = self.journal.release_surplus(self.prefetch, SURPLUS_RELEASE_REASON)
+            log.info("jobs-released", count=len(released), reason=SURPLUS_RELEASE_REASON)
+
     def accept(self, raw: object, lease_expires_at) -> bool:
         """Check one leased job; record it as printable, or as rejected with the reason reported upstream."""
         job_id = raw.get("job_id") if isinstance(raw, dict) else None
-        if not isinstance(job_id, str) or not job_id or len(job_id) > 64 or not job_id.isprintable():
+        if not valid_job_id(job_id):  # no id to report under: it would not fit the outcome's URL
             log.error("job-without-usable-id", reason=JobRejection.MALFORMED.value)
             return False
         try:
             self.keys.verify(raw)
-            job = parse_job(raw)
+            job = parse_job(raw, self.limits)
             if job.not_after <= utcnow():
                 raise JobRejected(JobRejection.EXPIRED, f"the job's validity ended at {job.not_after.isoformat()}")
         except JobRejected as rejected:

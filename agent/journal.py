@@ -107,6 +107,8 @@ class Journal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
+            # The WAL shrinks back after each checkpoint: on a small disk, a full disk shows at the next write.
+            self._db.execute("PRAGMA journal_size_limit=0")
             with self._tx() as db:
                 migrate(db)
         except (OSError, sqlite3.Error) as exc:
@@ -125,19 +127,22 @@ class Journal:
                 raise JournalError(f"journal {self.path} cannot be written: {exc}") from exc
             try:
                 yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                self._queued = False
-                raise
-            try:
                 self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._db.execute("ROLLBACK")
+            except BaseException as exc:
                 self._queued = False
-                raise JournalError(f"journal {self.path} cannot be written: {exc}") from exc
+                self._rollback()
+                if isinstance(exc, sqlite3.Error):
+                    raise JournalError(f"journal {self.path} cannot be written: {exc}") from exc
+                raise
             if self._queued:
                 self._queued = False
                 self.outbox_ready.set()
+
+    def _rollback(self) -> None:
+        try:
+            self._db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # no transaction left to undo (SQLite already rolled back after a full disk)
 
     # -- events -------------------------------------------------------------------------
 
@@ -195,6 +200,43 @@ class Journal:
             body = {"station": self.station, "status": "rejected", "reason": reason, "message": message, "attempts": []}
             self._enqueue(db, "outcome", "PUT", f"/v1/jobs/{job_id}/outcome", f"{self.station}:{job_id}:outcome", body, now)
 
+    def leases_to_renew(self, expiring_before: datetime) -> list[str]:
+        """Printable jobs whose lease runs out before `expiring_before`, soonest first."""
+        with self._lock:
+            return [r[0] for r in self._db.execute(
+                "SELECT job_id FROM jobs WHERE state = ? AND lease_expires_at < ? ORDER BY lease_expires_at, job_id",
+                (JobState.LEASED.value, stamp(expiring_before)),
+            )]
+
+    def leases_renewed(self, job_ids: list[str], lease_expires_at: datetime) -> None:
+        """Upstream extended these leases."""
+        with self._tx() as db:
+            db.executemany("UPDATE jobs SET lease_expires_at = ? WHERE job_id = ? AND state = ?",
+                           [(stamp(lease_expires_at), job_id, JobState.LEASED.value) for job_id in job_ids])
+
+    def lease_lost(self, job_id: str, reason: str, at: datetime | None = None) -> bool:
+        """Upstream says this station no longer holds the job: never start it. False if it was under way already."""
+        now = stamp(at or utcnow())
+        with self._tx() as db:
+            row = db.execute("SELECT state FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+            if row is None or row[0] != JobState.LEASED.value:
+                return False
+            db.execute("UPDATE jobs SET reason = ?, payload = NULL WHERE job_id = ?", (reason, job_id))
+            self._set_state(db, job_id, JobState.EXPIRED, now, reason=reason)
+            return True
+
+    def release_surplus(self, keep: int, reason: str, at: datetime | None = None) -> list[str]:
+        """Hand back the printable jobs beyond the `keep` this station will print first; returns their ids."""
+        now = stamp(at or utcnow())
+        with self._tx() as db:
+            surplus = [r[0] for r in db.execute(
+                "SELECT job_id FROM jobs WHERE state = ? ORDER BY priority DESC, received_at, job_id LIMIT -1 OFFSET ?",
+                (JobState.LEASED.value, keep),
+            ).fetchall()]
+            for job_id in surplus:
+                self._finish(db, job_id, JobState.RELEASED, now, reason=reason)
+            return surplus
+
     # -- the card pipeline -----------------------------------------------------------------
 
     def claim_next(self, printer: str, at: datetime | None = None) -> ClaimedJob | None:
@@ -238,12 +280,15 @@ class Journal:
                        (card_counter, job_id, attempt))
 
     def fed(self, job_id: str, attempt: int, printer: str, lot: str | None = None, at: datetime | None = None) -> None:
-        """A blank left the hopper for this job: the ledger and the state move together."""
+        """A blank left the hopper for this job: the ledger and the state move together.
+
+        Without `lot`, the blank is counted against the oldest lot still in the feeder (first in, first out).
+        """
         now = stamp(at or utcnow())
         with self._tx() as db:
             db.execute(
-                "INSERT INTO ledger(at, printer, lot, movement, quantity, job_id) VALUES (?, ?, ?, 'feed', -1, ?)",
-                (now, printer, lot, job_id),
+                "INSERT INTO ledger(at, printer, lot, movement, quantity, job_id, attempt) VALUES (?, ?, ?, 'feed', -1, ?, ?)",
+                (now, printer, lot or self._lot_in_feeder(db, printer), job_id, attempt),
             )
             db.execute("UPDATE attempts SET fed = 1 WHERE job_id = ? AND n = ?", (job_id, attempt))
             self._set_state(db, job_id, JobState.ENCODING, now, attempt=attempt)
@@ -267,6 +312,14 @@ class Journal:
                 (reason, json.dumps(checks) if checks else None, now, job_id, attempt),
             )
             self._event(db, job_id, JobState.SPOILED, now, attempt=attempt, reason=reason)
+            feed = db.execute("SELECT printer, lot FROM ledger WHERE movement = 'feed' AND job_id = ? AND attempt = ?",
+                              (job_id, attempt)).fetchone()
+            if feed is not None:
+                db.execute(
+                    "INSERT INTO ledger(at, printer, lot, movement, quantity, job_id, attempt, reason)"
+                    " VALUES (?, ?, ?, 'spoil', 0, ?, ?, ?)",
+                    (now, feed[0], feed[1], job_id, attempt, reason),
+                )
             if attempt >= self.max_attempts:
                 self._finish(db, job_id, JobState.FAILED, now, reason="too-many-spoiled-cards")
                 return JobState.FAILED
@@ -296,6 +349,12 @@ class Journal:
         with self._tx() as db:
             db.execute("UPDATE jobs SET reason = ? WHERE job_id = ?", (reason, job_id))
             self._set_state(db, job_id, JobState.HELD, now, reason=reason)
+            held = db.execute("SELECT COUNT(*) FROM job_events WHERE job_id = ? AND state = ?",
+                              (job_id, JobState.HELD.value)).fetchone()[0]
+            alert = {"kind": "job-held", "job_id": job_id, "reason": reason,
+                     "remedy": "look for the card in the output tray and the reject box, then decide the job"}
+            self._enqueue(db, "alert", "POST", f"/v1/stations/{self.station}/telemetry",
+                          f"{self.station}:{job_id}:held:{held}", {"at": now, "alerts": [alert]}, now)
 
     def _finish(self, db: sqlite3.Connection, job_id: str, state: JobState, now: str, reason: str | None = None) -> None:
         db.execute("UPDATE jobs SET reason = ? WHERE job_id = ?", (reason, job_id))
@@ -307,7 +366,13 @@ class Journal:
                 "SELECT n, printer, result, reason, checks FROM attempts WHERE job_id = ? ORDER BY n", (job_id,)
             )
         ]
-        status = {JobState.PRINTED: "printed", JobState.EXPIRED: "released"}.get(state, "failed")
+        if state in (JobState.EXPIRED, JobState.RELEASED):
+            # Not printed and never will be here: the lease goes back, no outcome is claimed.
+            self._enqueue(db, "release", "POST", f"/v1/stations/{self.station}/leases/release",
+                          f"{self.station}:{job_id}:release", {"job_ids": [job_id], "reason": reason or state.value}, now)
+            db.execute("UPDATE jobs SET payload = NULL WHERE job_id = ?", (job_id,))
+            return
+        status = "printed" if state is JobState.PRINTED else "failed"
         body: dict[str, Any] = {"station": self.station, "status": status, "attempts": attempts}
         if reason:
             body["reason"] = reason
@@ -339,6 +404,76 @@ class Journal:
                 " VALUES (?, ?, ?, 'load', ?, ?, ?, ?)",
                 (now, printer, lot, quantity, first_serial, last_serial, who),
             )
+
+    def adjust_blanks(self, printer: str, quantity: int, reason: str, who: str, lot: str | None = None,
+                      at: datetime | None = None) -> None:
+        """Correct the count by hand (+/-N), with the reason and the person, e.g. a blank found bent.
+
+        Raises ValueError for a zero quantity or a missing reason or person: an adjustment must be explained.
+        """
+        if quantity == 0 or not reason.strip() or not who.strip():
+            raise ValueError("an adjustment needs a quantity other than 0, a reason and who made it")
+        now = stamp(at or utcnow())
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO ledger(at, printer, lot, movement, quantity, reason, who) VALUES (?, ?, ?, 'adjust', ?, ?, ?)",
+                (now, printer, lot or self._lot_in_feeder(db, printer), quantity, reason, who),
+            )
+
+    def _lot_in_feeder(self, db: sqlite3.Connection, printer: str) -> str | None:
+        """The oldest lot of `printer` with blanks left: feeders take blanks first in, first out."""
+        lots = db.execute(
+            "SELECT lot, SUM(quantity) FROM ledger WHERE printer = ? GROUP BY lot ORDER BY MIN(id)", (printer,)
+        ).fetchall()
+        for lot, remaining in lots:
+            if remaining > 0:
+                return lot
+        return lots[-1][0] if lots else None
+
+    def ledger_balance(self) -> list[dict]:
+        """Per printer and lot: loaded, adjusted, printed, spoiled, in the printer, remaining.
+
+        `balanced` is loaded + adjusted == printed + spoiled + in_printer + remaining, where printed,
+        spoiled and in_printer are counted from the card attempts the feeds belong to, not from the ledger sum.
+        """
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT l.printer, l.lot,"
+                " SUM(CASE WHEN l.movement = 'load' THEN l.quantity ELSE 0 END),"
+                " SUM(CASE WHEN l.movement = 'adjust' THEN l.quantity ELSE 0 END),"
+                " SUM(CASE WHEN l.movement = 'feed' AND a.result = 'printed' THEN 1 ELSE 0 END),"
+                " SUM(CASE WHEN l.movement = 'feed' AND a.result = 'spoiled' THEN 1 ELSE 0 END),"
+                " SUM(CASE WHEN l.movement = 'feed' AND a.result IS NULL THEN 1 ELSE 0 END),"
+                " SUM(CASE WHEN l.movement = 'spoil' THEN 1 ELSE 0 END),"
+                " SUM(l.quantity)"
+                " FROM ledger l LEFT JOIN attempts a ON a.job_id = l.job_id AND a.n = l.attempt"
+                " GROUP BY l.printer, l.lot ORDER BY l.printer, MIN(l.id)"
+            ).fetchall()
+        balance = []
+        for printer, lot, loaded, adjusted, printed, spoiled, in_printer, spoil_rows, remaining in rows:
+            balance.append({
+                "printer": printer, "lot": lot, "loaded": loaded, "adjusted": adjusted, "printed": printed,
+                "spoiled": spoiled, "in_printer": in_printer, "remaining": remaining,
+                "balanced": loaded + adjusted == printed + spoiled + in_printer + remaining and spoil_rows == spoiled,
+            })
+        return balance
+
+    def cards_in_printer(self, printer: str) -> int:
+        """Jobs of `printer` whose card may be inside it now (0 or 1 when all is well)."""
+        with self._lock:
+            return self._db.execute(
+                f"SELECT COUNT(*) FROM jobs WHERE printer = ? AND state IN ({','.join('?' * len(IN_PRINTER))})",
+                (printer, *[s.value for s in IN_PRINTER]),
+            ).fetchone()[0]
+
+    def expected_card_counter(self, printer: str) -> int | None:
+        """The printer's card counter after the last feed the journal knows of; None before any feed."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT card_counter_before FROM attempts WHERE printer = ? AND fed = 1 AND card_counter_before IS NOT NULL"
+                " ORDER BY started_at DESC, rowid DESC LIMIT 1", (printer,),
+            ).fetchone()
+        return row[0] + 1 if row else None
 
     def blanks_remaining(self, printer: str) -> int:
         with self._lock:
@@ -397,3 +532,81 @@ class Journal:
                 "SELECT id, job_id, at, state, detail FROM job_events WHERE id > ? ORDER BY id LIMIT ?", (since_id, limit)
             ).fetchall()
         return [{"id": i, "job_id": j, "at": a, "state": s, **(json.loads(d) if d else {})} for i, j, a, s, d in rows]
+
+    # -- read-only views for operators (status, events, morning report, support bundle) ---------
+
+    @classmethod
+    def read_only(cls, path: Path, station: str = "") -> Journal:
+        """Open the journal for reading only (SQLite `mode=ro`), e.g. while the daemon is down.
+
+        Raises JournalError when it does not exist or cannot be read. Writing through it fails.
+        """
+        journal = cls.__new__(cls)
+        journal.path, journal.station, journal.max_attempts = Path(path), station, 0
+        journal._lock = threading.RLock()
+        journal.outbox_ready = threading.Event()
+        journal._queued = False
+        try:
+            journal._db = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True, check_same_thread=False)
+            journal._db.execute("SELECT version FROM schema_version").fetchone()
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot read the journal {path}: {exc}") from exc
+        return journal
+
+    def attempts_since(self, since: str) -> list[dict]:
+        """Card attempts that ended at or after `since` (RFC 3339 UTC): printer, result, reason, times."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT job_id, n, printer, result, reason, started_at, ended_at FROM attempts"
+                " WHERE ended_at >= ? ORDER BY ended_at", (since,)
+            ).fetchall()
+        keys = ("job_id", "attempt", "printer", "result", "reason", "started_at", "ended_at")
+        return [dict(zip(keys, row)) for row in rows]
+
+    def ledger_printers(self) -> list[str]:
+        """Every printer the blank ledger knows."""
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT DISTINCT printer FROM ledger ORDER BY printer")]
+
+    def ledger_entries(self, limit: int = 1000) -> list[dict]:
+        """The newest ledger movements (no personal data in the ledger), oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, at, printer, lot, movement, quantity, first_serial, last_serial, job_id, reason, who"
+                " FROM ledger ORDER BY id DESC LIMIT ?", (limit,)
+            ).fetchall()
+        keys = ("id", "at", "printer", "lot", "movement", "quantity", "first_serial", "last_serial", "job_id", "reason", "who")
+        return [dict(zip(keys, row)) for row in reversed(rows)]
+
+    def outbox_summary(self) -> list[dict]:
+        """Each outbox message's kind, key and delivery state, without its body."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, kind, path, created_at, tries, last_error, delivered_at, refused_at FROM outbox ORDER BY id"
+            ).fetchall()
+        keys = ("id", "kind", "path", "created_at", "tries", "last_error", "delivered_at", "refused_at")
+        return [dict(zip(keys, row)) for row in rows]
+
+    def last_event_id(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COALESCE(MAX(id), 0) FROM job_events").fetchone()[0]
+
+    def queue_report(self, kind: str, body: dict, key: str, at: datetime | None = None) -> None:
+        """Queue a station report (e.g. the morning report) for upstream's telemetry endpoint."""
+        now = stamp(at or utcnow())
+        with self._tx() as db:
+            self._enqueue(db, kind, "POST", f"/v1/stations/{self.station}/telemetry", f"{self.station}:{key}", body, now)
+
+    def subjects_held(self) -> list[dict]:
+        """The `subject` of every job whose payload is still here: for scrubbing support bundles, never for output."""
+        with self._lock:
+            rows = self._db.execute("SELECT payload FROM jobs WHERE payload IS NOT NULL").fetchall()
+        subjects = []
+        for (payload,) in rows:
+            try:
+                subject = json.loads(payload).get("subject")
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(subject, dict):
+                subjects.append(subject)
+        return subjects

@@ -47,11 +47,12 @@ MIGRATIONS: list[str] = [
         at TEXT NOT NULL,
         printer TEXT NOT NULL,
         lot TEXT,
-        movement TEXT NOT NULL,  -- load | feed | adjust
+        movement TEXT NOT NULL,  -- load +N | feed -1 | spoil 0 (a fed card went to the reject box) | adjust +/-N
         quantity INTEGER NOT NULL,
         first_serial TEXT,
         last_serial TEXT,
         job_id TEXT,
+        attempt INTEGER,         -- feed and spoil: the card attempt of job_id
         reason TEXT,
         who TEXT
     );

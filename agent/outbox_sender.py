@@ -7,12 +7,15 @@ import threading
 
 import structlog
 
-from agent.journal import Journal
+from agent.journal import Journal, JournalError
 from agent.upstream_client import UpstreamClient, UpstreamRefused, UpstreamUnavailable
 
 log = structlog.get_logger("outbox")
 
 MAX_BACKOFF_S = 60.0
+# Refusals about the station or the moment, not the message: keep it and try again later.
+# (401/403: the token was refused, e.g. rotated at the centre; 408/429: timeout, too many requests.)
+RETRY_LATER = frozenset({401, 403, 408, 429})
 
 
 def backoff_delay(tries: int, *, base: float = 0.5, cap: float = MAX_BACKOFF_S) -> float:
@@ -26,6 +29,16 @@ class OutboxSender:
         self.client = client
 
     def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self._deliver_all(stop)
+            except JournalError as exc:
+                # What was delivered but not marked is sent again later: the idempotency key makes it harmless.
+                log.error("outbox-paused", fault="journal-unwritable", error=str(exc),
+                          remedy="free space on the journal's disk or make it writable")
+                stop.wait(2.0)
+
+    def _deliver_all(self, stop: threading.Event) -> None:
         failures = 0
         while not stop.is_set():
             self.journal.outbox_ready.clear()  # before looking, so a message queued meanwhile wakes us
@@ -35,17 +48,17 @@ class OutboxSender:
                 continue
             try:
                 self.client.deliver(message.method, message.path, message.idempotency_key, message.body)
-            except UpstreamUnavailable as exc:
+            except (UpstreamUnavailable, UpstreamRefused) as exc:
+                if isinstance(exc, UpstreamRefused) and exc.status not in RETRY_LATER:
+                    log.error("outbox-message-refused", kind=message.kind, path=message.path, error=str(exc))
+                    self.journal.outbox_refused(message.id, str(exc))
+                    continue
                 self.journal.outbox_failed(message.id, str(exc))
                 failures += 1
-                delay = backoff_delay(failures)
                 if failures == 1:
-                    log.warning("outbox-waiting-for-upstream", error=str(exc), backlog=self.journal.outbox_backlog())
-                stop.wait(delay)
-                continue
-            except UpstreamRefused as exc:
-                log.error("outbox-message-refused", kind=message.kind, path=message.path, error=str(exc))
-                self.journal.outbox_refused(message.id, str(exc))
+                    log.warning("outbox-waiting-for-upstream", error=str(exc), backlog=self.journal.outbox_backlog(),
+                                remedy="check the network, and the station's token if upstream refuses it")
+                stop.wait(backoff_delay(failures))
                 continue
             if failures:
                 log.info("outbox-upstream-back", backlog=self.journal.outbox_backlog())

@@ -2,6 +2,7 @@
 
 - card still inside the printer -> reject it, spoiled "interrupted", the job is retried;
 - the final eject was sent and no card is inside -> the card left through the output: printed;
+- the reject was sent and no card is inside -> the card is in the reject box: spoiled;
 - a feed was intended, no card is inside and the card counter did not move (or the feed was
   never sent) -> nothing was fed, the job waits for its turn again;
 - anything else cannot be proved -> held, for a person to decide. Never a reprint without proof.
@@ -9,6 +10,7 @@
 
 from __future__ import annotations
 
+from agent.crashpoints import CrashPoint, reached
 from agent.journal import ActiveJob, Journal, JobState
 from drivers.evolis import EvolisPrinter
 
@@ -16,7 +18,11 @@ INTERRUPTED = "interrupted"
 
 
 def recover(journal: Journal, printer: EvolisPrinter, printer_name: str) -> list[dict]:
-    """Resolve every interrupted job of this printer; return what was decided, for the log."""
+    """Resolve every interrupted job of this printer; return what was decided, for the log.
+
+    May raise PrinterError (the printer stopped answering) or JournalError; what was resolved
+    before stays resolved, and the rest is resolved on the next call.
+    """
     outcomes = []
     for job in journal.active_jobs(printer_name):
         outcomes.append({"job_id": job.job_id, "was": job.state.value, "now": _resolve(journal, printer, job)})
@@ -29,7 +35,9 @@ def _resolve(journal: Journal, printer: EvolisPrinter, job: ActiveJob) -> str:
         if job.state is JobState.FEEDING:
             journal.fed(job.job_id, job.attempt, job.printer)
         journal.advance(job.job_id, JobState.REJECTING, reason=INTERRUPTED)
+        reached(CrashPoint.BEFORE_REJECT)
         printer.reject()
+        reached(CrashPoint.AFTER_REJECT_BEFORE_JOURNAL)
         return journal.spoiled(job.job_id, job.attempt, INTERRUPTED).value
     if job.state is JobState.EJECTING:
         journal.printed(job.job_id, job.attempt, printer.counters().cards)

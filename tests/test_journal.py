@@ -63,7 +63,8 @@ def test_job_with_expired_lease_is_never_started(journal):
     assert journal.claim_next("p1", at=NOW + timedelta(seconds=11)) is None
     assert journal.count_by_state() == {"expired": 1}
     message = journal.outbox_next()
-    assert message.body["status"] == "released" and message.body["reason"] == "lease-expired"
+    assert message.kind == "release" and message.path == "/v1/stations/st-1/leases/release"
+    assert message.body == {"job_ids": ["J1"], "reason": "lease-expired"}
 
 
 def test_feed_moves_ledger_and_state_together(journal):
@@ -140,3 +141,73 @@ def test_journal_newer_than_the_agent_is_refused(tmp_path):
     j.close()
     with pytest.raises(JournalError, match="newer than this agent"):
         Journal(tmp_path / "j.db", "st-1")
+
+
+def fed_card(journal, job_id="J1"):
+    c = journal.claim_next("p1", at=NOW)
+    journal.fed(c.job_id, c.attempt, "p1")
+    return c
+
+
+def test_feeds_come_out_of_the_oldest_lot_first_and_every_lot_balances(journal):
+    journal.load_blanks("p1", 1, lot="OLD", at=NOW)
+    journal.load_blanks("p1", 5, lot="NEW", at=NOW)
+    add(journal, "J1")
+    add(journal, "J2")
+    c1 = fed_card(journal)
+    journal.spoiled(c1.job_id, c1.attempt, "chip-mute")
+    c2 = fed_card(journal)
+    journal.printed(c2.job_id, c2.attempt, 2)
+    fed_card(journal)  # J2's card is still in the printer
+    journal.adjust_blanks("p1", -1, "blank found bent", "siti")
+    lots = {lot["lot"]: lot for lot in journal.ledger_balance()}
+    assert (lots["OLD"]["spoiled"], lots["OLD"]["remaining"]) == (1, 0)
+    assert {k: lots["NEW"][k] for k in ("loaded", "adjusted", "printed", "in_printer", "remaining")} == \
+        {"loaded": 5, "adjusted": -1, "printed": 1, "in_printer": 1, "remaining": 2}
+    assert all(lot["balanced"] for lot in lots.values())
+    spoil = journal._db.execute("SELECT lot, quantity, reason FROM ledger WHERE movement = 'spoil'").fetchall()
+    assert spoil == [("OLD", 0, "chip-mute")]
+
+
+def test_adjustment_without_reason_is_refused(journal):
+    with pytest.raises(ValueError, match="reason"):
+        journal.adjust_blanks("p1", 3, "", "siti")
+
+
+def test_renewed_lease_keeps_a_job_printable_and_a_lost_one_is_never_started(journal):
+    add(journal, "J1", lease_s=60)
+    add(journal, "J2", lease_s=60)
+    assert journal.leases_to_renew(NOW + timedelta(seconds=120)) == ["J1", "J2"]
+    journal.leases_renewed(["J1"], NOW + timedelta(hours=2))
+    assert journal.lease_lost("J2", "not-leased") is True
+    assert journal.claim_next("p1", at=NOW + timedelta(seconds=90)).job_id == "J1"
+    assert journal.claim_next("p1", at=NOW + timedelta(seconds=90)) is None
+    assert journal.count_by_state() == {"feeding": 1, "expired": 1}
+
+
+def test_surplus_jobs_are_released_upstream_in_the_same_transaction(journal):
+    for n in range(4):
+        add(journal, f"J{n}")
+    assert journal.release_surplus(keep=1, reason="cover lowered", at=NOW) == ["J1", "J2", "J3"]
+    messages = journal._db.execute("SELECT kind, path, body FROM outbox ORDER BY id").fetchall()
+    assert [m[0] for m in messages] == ["release"] * 3
+    assert journal.count_by_state() == {"leased": 1, "released": 3}
+
+
+def test_held_job_raises_an_alert_for_upstream(journal):
+    add(journal)
+    fed_card(journal)
+    journal.hold("J1", "no card inside after 'printing'")
+    message = journal.outbox_next()
+    assert message.kind == "alert" and message.body["alerts"][0]["job_id"] == "J1"
+
+
+def test_write_on_a_full_disk_is_a_journal_error_and_commits_nothing(journal):
+    from agent.journal import JournalError
+
+    add(journal)
+    pages = journal._db.execute("PRAGMA page_count").fetchone()[0]
+    journal._db.execute(f"PRAGMA max_page_count = {pages}")  # stands in for a full disk: no page can be added
+    with pytest.raises(JournalError, match="cannot be written"):
+        journal.adjust_blanks("p1", 500, "x" * 100_000, "siti")
+    assert journal.blanks_remaining("p1") == 0 and journal.count_by_state() == {"leased": 1}

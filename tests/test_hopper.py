@@ -1,0 +1,65 @@
+"""`printstation hopper load|adjust|reconcile`: the blank ledger from the operator's side, with the
+printer's own sensors and counters as the other witness."""
+
+from __future__ import annotations
+
+import json
+
+from tests.crash_station import StationRig
+
+
+def test_load_and_adjust_are_recorded_with_lot_reason_and_who(pcscd, tmp_path):
+    with StationRig(tmp_path, jobs=1, blanks=5) as rig:
+        rig.start_upstream()
+        rig.start_simulator()
+        rig.write_config()
+        loaded = rig.hopper("load", "--printer", "p1", "--quantity", "5", "--lot", "LOT-7", "--first-serial", "B001",
+                            "--last-serial", "B005", "--who", "siti")
+        adjusted = rig.hopper("adjust", "--printer", "p1", "--quantity", "-1", "--reason", "blank found bent",
+                              "--who", "siti")
+        rows = rig.journal_query("SELECT movement, quantity, lot, first_serial, last_serial, reason, who FROM ledger ORDER BY id")
+    assert loaded.returncode == 0 and "5 blanks of lot LOT-7 loaded" in loaded.stdout, loaded.stderr
+    assert adjusted.returncode == 0 and "4 in the hopper" in adjusted.stdout, adjusted.stderr
+    assert rows == [("load", 5, "LOT-7", "B001", "B005", None, "siti"),
+                    ("adjust", -1, "LOT-7", None, None, "blank found bent", "siti")]
+
+
+def test_adjust_without_a_reason_or_for_an_unknown_printer_is_refused(pcscd, tmp_path):
+    with StationRig(tmp_path, jobs=1, blanks=5) as rig:
+        rig.start_upstream()
+        rig.start_simulator()
+        rig.write_config()
+        no_reason = rig.hopper("adjust", "--printer", "p1", "--quantity", "2", "--reason", " ", "--who", "siti")
+        unknown = rig.hopper("load", "--printer", "p9", "--quantity", "2", "--lot", "L", "--who", "siti")
+    assert no_reason.returncode == 2 and "reason" in no_reason.stderr
+    assert unknown.returncode == 2 and "no printer 'p9'" in unknown.stderr
+
+
+def test_reconcile_agrees_after_printing_and_names_an_unrecorded_difference(pcscd, tmp_path):
+    with StationRig(tmp_path, jobs=2, blanks=5, prefetch=2) as rig:
+        rig.start()
+        rig.start_agent()
+        rig.wait_for_outcomes()
+        rig.stop_agent()
+        agrees = rig.hopper("reconcile", "--json")
+        rig.hopper("adjust", "--printer", "p1", "--quantity", "-3", "--reason", "counted short", "--who", "siti")
+        disagrees = rig.hopper("reconcile")
+    good = json.loads(agrees.stdout)
+    assert agrees.returncode == 0 and good["agrees"], agrees.stdout
+    assert good["printers"][0]["asked"] and good["printers"][0]["card_counter"] == 2
+    assert good["lots"][0] | {"balanced": True} == good["lots"][0] and good["lots"][0]["remaining"] == 3
+    assert disagrees.returncode == 1, disagrees.stdout
+    assert "lot LOT-1: loaded 5, adjusted -3, printed 2, spoiled 0, in the printer 0, remaining 0" in disagrees.stdout
+    assert "DISAGREES p1: the feeder holds blanks the ledger does not count" in disagrees.stdout
+
+
+def test_reconcile_while_the_daemon_holds_the_printer_reports_the_journal_only(pcscd, tmp_path):
+    with StationRig(tmp_path, jobs=1, blanks=3, prefetch=1) as rig:
+        rig.start()
+        rig.start_agent()
+        rig.wait_for_outcomes()
+        busy = rig.hopper("reconcile", "--json")
+        rig.stop_agent()
+    report = json.loads(busy.stdout)
+    assert report["printers"][0]["asked"] is False and "daemon" in report["printers"][0]["not_asked_because"]
+    assert report["agrees"] and report["lots"][0]["printed"] == 1

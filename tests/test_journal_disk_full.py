@@ -1,0 +1,55 @@
+"""The disk under the journal fills up: the agent stops feeding cards, says why, and loses nothing it
+had committed; once there is room again it carries on. Needs root in a private mount namespace
+(scripts/private-pcscd.sh) to put the journal on a small tmpfs of its own."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import time
+
+import pytest
+
+from tests.crash_station import StationRig, wait_until
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)]).returncode:
+        pytest.skip("needs root to mount a tmpfs (run under scripts/private-pcscd.sh)")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def fill(disk) -> None:
+    with open(disk / "filler", "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+
+
+def test_full_journal_disk_stops_feeding_alerts_and_loses_nothing(pcscd, tmp_path, small_disk):
+    with StationRig(tmp_path, jobs=5, blanks=8, prefetch=5) as rig:
+        rig.journal_path = small_disk / "journal.db"
+        rig.start()
+        rig.start_agent()
+        wait_until(lambda: rig.output_count() >= 1, 60, "a first card")
+        fill(small_disk)
+        wait_until(lambda: "journal-unwritable" in rig.agent_log(), 60, "the agent to say the journal cannot be written")
+        time.sleep(1.0)  # a card already under way may finish or go to the reject box; no new one may start
+        inserted = rig.printer_state()["cards_inserted"]
+        time.sleep(3.0)
+        assert rig.printer_state()["cards_inserted"] == inserted, "no blank was fed while the journal could not record it"
+        assert rig.agent_alive()
+        (small_disk / "filler").unlink()
+        rig.wait_for_outcomes(timeout=120)
+        rig.stop_agent()
+        figures = rig.figures()
+    assert figures.clean, figures
+    assert figures.printed == 5
