@@ -1,7 +1,14 @@
-"""The station's HTTP client for the upstream issuance server (httpx)."""
+"""The station's HTTP client for the upstream issuance server (httpx), as docs/upstream.openapi.yaml describes it.
+
+The station authenticates with a bearer token, a TLS client certificate, or both; the
+server's certificate is checked against the system trust store or a configured CA. Every
+answer is read with a size cap, so a hostile or broken server cannot exhaust the station.
+"""
 
 from __future__ import annotations
 
+import json
+import ssl
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -9,7 +16,9 @@ from typing import Any
 import httpx
 
 from agent.config import UpstreamConfig
-from agent.job import parse_timestamp
+from agent.job import JobRejected, parse_timestamp
+
+USER_AGENT = "printstation/0.1"
 
 
 class UpstreamUnavailable(Exception):
@@ -17,7 +26,7 @@ class UpstreamUnavailable(Exception):
 
 
 class UpstreamRefused(Exception):
-    """Upstream answered 4xx: the request itself is wrong; retrying it unchanged will not help."""
+    """Upstream answered 4xx, or an answer the contract does not allow: retrying it unchanged will not help."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"upstream refused ({status}): {message}")
@@ -26,18 +35,55 @@ class UpstreamRefused(Exception):
 
 @dataclass(frozen=True)
 class Lease:
+    """Jobs handed to this station (raw: each is checked by intake) and when the lease runs out."""
+
     jobs: list[Any]
     expires_at: datetime
 
 
+@dataclass(frozen=True)
+class Renewal:
+    """Leases extended, and the jobs the station must not start, with upstream's reason."""
+
+    renewed: list[str]
+    lost: dict[str, str]
+    expires_at: datetime
+
+
+def tls_context(config: UpstreamConfig) -> ssl.SSLContext:
+    """Server verification against the system store or `ca_file`; the client certificate when configured.
+
+    Raises ssl.SSLError or OSError when a configured file is missing or not PEM.
+    """
+    context = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
+    if config.client_cert:
+        context.load_cert_chain(str(config.client_cert), str(config.client_key) if config.client_key else None)
+    return context
+
+
+@dataclass(frozen=True)
+class Renewal:
+    renewed: list[str]
+    lost: dict[str, str]  # job id -> reason (lease-expired, not-leased, outcome-recorded, unknown-job)
+    expires_at: datetime
+
+
 class UpstreamClient:
+    """One station's link to upstream: leases, renewals, releases and outbox delivery."""
+
     def __init__(self, config: UpstreamConfig, station_id: str, transport: httpx.BaseTransport | None = None) -> None:
+        """Raises ssl.SSLError or OSError when the TLS files in `config` cannot be loaded."""
         self.station_id = station_id
         self.url = config.url
+        self.max_answer_bytes = config.max_answer_bytes
+        headers = {"User-Agent": USER_AGENT}
+        if config.token:
+            headers["Authorization"] = f"Bearer {config.token}"
         self._http = httpx.Client(
             base_url=config.url,
-            headers={"Authorization": f"Bearer {config.token}", "User-Agent": "printstation/0.1"},
+            headers=headers,
             timeout=httpx.Timeout(config.timeout_s, read=config.timeout_s + config.wait_s),
+            verify=tls_context(config) if config.url.startswith("https:") else True,
             transport=transport,
         )
 
@@ -45,30 +91,92 @@ class UpstreamClient:
         self._http.close()
 
     def _call(self, method: str, path: str, body: dict, headers: dict | None = None) -> dict:
+        where = f"{method} {self.url}{path}"
         try:
-            response = self._http.request(method, path, json=body, headers=headers)
+            with self._http.stream(method, path, json=body, headers=headers) as response:
+                raw = self._read_capped(response, where)
         except httpx.HTTPError as exc:
-            raise UpstreamUnavailable(f"{method} {self.url}{path}: {type(exc).__name__}: {exc}") from None
+            raise UpstreamUnavailable(f"{where}: {type(exc).__name__}: {exc}") from None
         if response.status_code >= 500:
-            raise UpstreamUnavailable(f"{method} {self.url}{path}: upstream answered {response.status_code}")
+            raise UpstreamUnavailable(f"{where}: upstream answered {response.status_code}")
         try:
-            data = response.json()
-        except ValueError:
-            data = {"message": response.text[:200]}
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            data = None
         if response.status_code >= 400:
-            raise UpstreamRefused(response.status_code, str(data.get("message", data))[:300])
+            message = data.get("message", data) if isinstance(data, dict) else raw[:200].decode("utf-8", "replace")
+            raise UpstreamRefused(response.status_code, str(message)[:300])
         if not isinstance(data, dict):
-            raise UpstreamRefused(response.status_code, "answer is not a JSON object")
+            raise UpstreamRefused(response.status_code, f"{where}: the answer is not a JSON object")
         return data
 
+    def _read_capped(self, response: httpx.Response, where: str) -> bytes:
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self.max_answer_bytes:
+            raise UpstreamRefused(response.status_code, f"{where}: answer of {declared} bytes is over the limit "
+                                                        f"of {self.max_answer_bytes} (limits.max_answer_mb)")
+        chunks, size = [], 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > self.max_answer_bytes:
+                raise UpstreamRefused(response.status_code, f"{where}: answer is over the limit of "
+                                                            f"{self.max_answer_bytes} bytes (limits.max_answer_mb)")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
     def lease(self, max_jobs: int, wait_s: float) -> Lease:
-        """Ask for up to `max_jobs` jobs, waiting up to `wait_s` for some to be approved."""
+        """Ask for up to `max_jobs` jobs, waiting up to `wait_s` for some to be approved.
+
+        Raises UpstreamUnavailable (try later) or UpstreamRefused (a refusal or an answer
+        outside the contract: no jobs list, no lease expiry).
+        """
         data = self._call("POST", f"/v1/stations/{self.station_id}/leases", {"max": max_jobs, "wait_s": wait_s})
         jobs = data.get("jobs")
         if not isinstance(jobs, list):
             raise UpstreamRefused(200, "lease answer has no jobs list")
-        return Lease(jobs=jobs, expires_at=parse_timestamp(data.get("lease_expires_at"), "lease_expires_at"))
+        try:
+            expires_at = parse_timestamp(data.get("lease_expires_at"), "lease_expires_at")
+        except JobRejected as exc:
+            raise UpstreamRefused(200, f"lease answer: {exc.message}") from None
+        return Lease(jobs=jobs, expires_at=expires_at)
+
+    def renew(self, job_ids: list[str]) -> Renewal:
+        """Extend the leases of `job_ids`; those upstream will not extend come back in `lost` with the reason.
+
+        Raises UpstreamUnavailable or UpstreamRefused.
+        """
+        data = self._call("POST", f"/v1/stations/{self.station_id}/leases/renew", {"job_ids": job_ids})
+        renewed, lost = data.get("renewed"), data.get("lost")
+        if not isinstance(renewed, list) or not isinstance(lost, list):
+            raise UpstreamRefused(200, "renew answer has no renewed and lost lists")
+        try:
+            expires_at = parse_timestamp(data.get("lease_expires_at"), "lease_expires_at")
+        except JobRejected as exc:
+            raise UpstreamRefused(200, f"renew answer: {exc.message}") from None
+        lost_by_id = {str(item.get("job_id")): str(item.get("reason")) for item in lost if isinstance(item, dict)}
+        return Renewal(renewed=[str(job_id) for job_id in renewed], lost=lost_by_id, expires_at=expires_at)
+
+    def release(self, job_ids: list[str], reason: str) -> list[str]:
+        """Hand jobs back unprinted; returns the ids upstream released. Raises UpstreamUnavailable or UpstreamRefused."""
+        data = self._call("POST", f"/v1/stations/{self.station_id}/leases/release", {"job_ids": job_ids, "reason": reason})
+        released = data.get("released")
+        if not isinstance(released, list):
+            raise UpstreamRefused(200, "release answer has no released list")
+        return [str(job_id) for job_id in released]
+
+    def renew(self, job_ids: list[str]) -> Renewal:
+        """Extend the leases of jobs still to print; upstream names the ones this station lost, with why."""
+        data = self._call("POST", f"/v1/stations/{self.station_id}/leases/renew", {"job_ids": job_ids})
+        renewed, lost = data.get("renewed"), data.get("lost")
+        if not isinstance(renewed, list) or not isinstance(lost, list):
+            raise UpstreamRefused(200, "renew answer has no renewed/lost lists")
+        return Renewal(renewed=[str(j) for j in renewed],
+                       lost={str(x.get("job_id")): str(x.get("reason")) for x in lost if isinstance(x, dict)},
+                       expires_at=parse_timestamp(data.get("lease_expires_at"), "lease_expires_at"))
 
     def deliver(self, method: str, path: str, idempotency_key: str, body: dict) -> dict:
-        """Send one outbox message; replays are harmless thanks to the idempotency key."""
+        """Send one outbox message; replays are harmless thanks to the idempotency key.
+
+        Raises UpstreamUnavailable or UpstreamRefused.
+        """
         return self._call(method, path, body, headers={"Idempotency-Key": idempotency_key})

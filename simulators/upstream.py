@@ -1,9 +1,14 @@
 """The reference upstream issuance server: leases signed jobs to stations and takes their outcomes.
 
-It speaks docs/PROTOCOLS.md section 4 over plain HTTP on the loopback interface, so the
-agent, the demo and the tests meet the same API the national system offers. Jobs come
-from `JobFactory` (deterministic for a seed and count); accepted outcomes are appended to
-`outcomes.jsonl` in the state folder, so a restarted server still knows them.
+It follows docs/upstream.openapi.yaml over HTTP, or HTTPS with test certificates, on the
+loopback interface, so the agent, the demo and the tests meet the same API the national
+system offers. Jobs come from `JobFactory` (deterministic for a seed and count); accepted
+outcomes are appended to `outcomes.jsonl` and each station's last telemetry is kept in
+`stations.json` in the state folder, so a restarted server still knows them and
+`printstation upstream-sim report` can show the centre's view.
+
+Tests can hand it raw jobs to lease (`POST /v1/_sim/jobs`) and tell it to fail
+(`POST /v1/_sim/faults`).
 
 Run it as `printstation upstream-sim ...` or `python -m simulators.upstream ...`.
 """
@@ -17,6 +22,8 @@ import re
 import secrets
 import signal
 import socket
+import ssl
+import struct
 import sys
 import threading
 import time
@@ -29,7 +36,7 @@ from typing import Any, Callable
 
 import structlog
 
-from simulators.authority import Authority
+from simulators.authority import DEFAULT_KID, Authority
 from simulators.job_factory import DEFAULT_VALIDITY, JobFactory
 from simulators.pki import TestPki
 
@@ -44,7 +51,13 @@ IDLE_CONNECTION_S = 60.0
 # How often the accept loop looks for a stop request: the most stop() waits for it.
 SHUTDOWN_POLL_S = 0.05
 OUTCOME_STATUSES = frozenset({"printed", "failed", "rejected"})
-ATTEMPT_RESULTS = frozenset({"printed", "spoiled"})
+FAULT_MODES = frozenset({"5xx", "slow", "reset", "none"})
+DEFAULT_SLOW_S = 5.0
+MAX_INJECTED_JOBS = 100
+MAX_INJECT_BODY_BYTES = 64 * 1024 * 1024  # raw jobs carry card images
+# Telemetry reports remembered per station for the report (the latest full one is kept apart).
+KEPT_REPORTS = 20
+ATTEMPT_RESULTS = frozenset({"printed", "spoiled", "interrupted"})
 _NAME = r"[A-Za-z0-9._-]{1,64}"
 
 
@@ -71,12 +84,25 @@ class UpstreamConfig:
     lease_s: float = DEFAULT_LEASE_S
     max_wait_s: float = DEFAULT_MAX_WAIT_S
     validity: timedelta = DEFAULT_VALIDITY
+    kid: str = DEFAULT_KID  # the key that signs this run's jobs; every key in the folder is published
+    tls_cert: Path | None = None  # PEM certificate (chain) to serve HTTPS with
+    tls_key: Path | None = None
+    client_ca: Path | None = None  # when set, stations must present a certificate this CA issued
 
 
 @dataclass
 class _Lease:
     station: str
     expires_at: float  # wall clock (time.time()), since it is reported as a timestamp
+
+
+@dataclass
+class _Fault:
+    """What the server was told to do wrong, until when (time.monotonic())."""
+
+    mode: str = "none"
+    until: float = 0.0
+    delay_s: float = DEFAULT_SLOW_S
 
 
 @dataclass
@@ -103,9 +129,11 @@ def _write_json_atomically(path: Path, value: Any) -> None:
 class IssuanceDesk:
     """Leases, outcomes and telemetry of one server run. Thread-safe; long polls wait on a condition."""
 
-    def __init__(self, factory: JobFactory, outcomes_path: Path, lease_s: float, max_wait_s: float) -> None:
+    def __init__(self, factory: JobFactory, outcomes_path: Path, lease_s: float, max_wait_s: float,
+                 stations_path: Path | None = None) -> None:
         self._factory = factory
         self._outcomes_path = outcomes_path
+        self._stations_path = stations_path or outcomes_path.with_name("stations.json")
         self._lease_s = lease_s
         self._max_wait_s = max_wait_s
         self._cond = threading.Condition()
@@ -113,10 +141,16 @@ class IssuanceDesk:
         self._outcomes: dict[str, _Outcome] = {}
         self._keys: dict[str, str] = {}  # idempotency key -> job id
         self._telemetry: dict[str, Any] = {}
+        self._stations: dict[str, dict[str, Any]] = {}
+        self._telemetry_keys: set[str] = set()
         self._releases: list[dict[str, str]] = []
+        self._injected: list[Any] = []  # raw jobs from tests, each offered once, before the factory's
+        self._injected_leased = 0
+        self._fault = _Fault()
         self._outcome_posts = 0
         self._closing = False
         self._load_outcomes()
+        self._load_stations()
 
     def _load_outcomes(self) -> None:
         if not self._outcomes_path.exists():
@@ -132,6 +166,14 @@ class IssuanceDesk:
                 self._outcomes[job_id] = _Outcome(key, body, {"accepted": True, "replay": False})
                 self._keys[key] = job_id
 
+    def _load_stations(self) -> None:
+        try:
+            stations = json.loads(self._stations_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return  # none yet, or torn: telemetry is resent periodically anyway
+        if isinstance(stations, dict):
+            self._stations = stations
+
     def close(self) -> None:
         """Wake every waiting long poll; they answer with no jobs."""
         with self._cond:
@@ -146,20 +188,39 @@ class IssuanceDesk:
         with self._cond:
             while True:
                 now = time.time()
-                granted = self._free_jobs(now, max_jobs)
+                injected = self._injected[self._injected_leased:self._injected_leased + max_jobs]
+                granted = self._free_jobs(now, max_jobs - len(injected))
                 remaining = deadline - time.monotonic()
-                if granted or remaining <= 0 or self._closing:
+                if injected or granted or remaining <= 0 or self._closing:
                     break
                 # Wake when the next lease runs out, too: its job becomes free then.
                 expiries = [lease.expires_at - now for lease in self._leases.values()]
                 self._cond.wait(min([remaining, *[e for e in expiries if e > 0]]))
             expires_at = now + self._lease_s
+            self._injected_leased += len(injected)
             for job_id in granted:
                 self._leases[job_id] = _Lease(station, expires_at)
-        if granted:
-            log.info("jobs leased", station=station, count=len(granted), first=granted[0])
+            for raw in injected:
+                job_id = raw.get("job_id") if isinstance(raw, dict) else None
+                if isinstance(job_id, str) and job_id not in self._factory and job_id not in self._outcomes:
+                    self._leases[job_id] = _Lease(station, expires_at)
+        if granted or injected:
+            log.info("jobs leased", station=station, count=len(granted) + len(injected))
         # Built outside the lock: a body takes tens of milliseconds and other stations may be waiting.
-        return {"jobs": [self._factory.job(job_id) for job_id in granted], "lease_expires_at": _rfc3339(expires_at)}
+        jobs = [*injected, *(self._factory.job(job_id) for job_id in granted)]
+        return {"jobs": jobs, "lease_expires_at": _rfc3339(expires_at)}
+
+    def inject(self, jobs: list[Any]) -> dict[str, Any]:
+        """Queue raw jobs (any JSON, hostile on purpose) to be leased once each, before the factory's jobs."""
+        with self._cond:
+            self._injected.extend(jobs)
+            self._cond.notify_all()
+            return {"queued": len(self._injected) - self._injected_leased}
+
+    def _known_job(self, job_id: str) -> bool:
+        return job_id in self._factory or any(
+            isinstance(raw, dict) and raw.get("job_id") == job_id for raw in self._injected
+        )
 
     def _free_jobs(self, now: float, limit: int) -> list[str]:
         free = []
@@ -188,7 +249,7 @@ class IssuanceDesk:
         return {"renewed": renewed, "lost": lost, "lease_expires_at": _rfc3339(expires_at)}
 
     def _lease_problem(self, station: str, job_id: str, now: float) -> str | None:
-        if job_id not in self._factory:
+        if not self._known_job(job_id):
             return "unknown-job"
         if job_id in self._outcomes:
             return "outcome-recorded"
@@ -224,9 +285,9 @@ class IssuanceDesk:
 
         Raises ApiError 404 for an unknown job, 409 for a conflicting outcome or a reused key.
         """
-        if job_id not in self._factory:
-            raise ApiError(HTTPStatus.NOT_FOUND, "unknown-job", f"there is no job {job_id}")
         with self._cond:
+            if not self._known_job(job_id):
+                raise ApiError(HTTPStatus.NOT_FOUND, "unknown-job", f"there is no job {job_id}")
             self._outcome_posts += 1
             keyed_job = self._keys.get(key)
             if keyed_job is not None and keyed_job != job_id:
@@ -261,11 +322,46 @@ class IssuanceDesk:
 
     # telemetry and the simulator's own view
 
-    def record_telemetry(self, station: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Keep the last telemetry body of `station`."""
+    def record_telemetry(self, station: str, key: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Keep `station`'s telemetry: the last body, the last full report (printers) and recent alerts.
+
+        A repeated Idempotency-Key answers `replay: true` and changes nothing.
+        """
         with self._cond:
+            if key in self._telemetry_keys:
+                return {"accepted": True, "replay": True}
+            self._telemetry_keys.add(key)
             self._telemetry[station] = body
-        return {"accepted": True}
+            view = self._stations.setdefault(station, {"reports": 0, "recent": []})
+            view["reports"] += 1
+            view["last_at"] = body["at"]
+            view["received_at"] = _rfc3339(time.time())
+            if "printers" in body:
+                view["last_report"] = body
+            if body.get("alerts"):
+                view["recent"] = [*view["recent"], {"at": body["at"], "alerts": body["alerts"]}][-KEPT_REPORTS:]
+            _write_json_atomically(self._stations_path, self._stations)
+        return {"accepted": True, "replay": False}
+
+    # faults on request
+
+    def set_fault(self, mode: str, for_s: float, delay_s: float) -> dict[str, Any]:
+        """Fail every station request in `mode` for `for_s` seconds ("none" ends a fault at once)."""
+        with self._cond:
+            self._fault = _Fault(mode, time.monotonic() + for_s if mode != "none" else 0.0, delay_s)
+        log.info("fault set", mode=mode, for_s=for_s)
+        return {"mode": mode, "for_s": for_s}
+
+    def fault(self) -> _Fault | None:
+        """The fault in force now, if any."""
+        with self._cond:
+            fault = self._fault
+        return fault if fault.mode != "none" and time.monotonic() < fault.until else None
+
+    def pause(self, seconds: float) -> None:
+        """Sleep `seconds` for a slow answer, but wake when the server stops."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._closing, timeout=seconds)
 
     def snapshot(self) -> dict[str, Any]:
         """What tests and the demo look at: job count, live leases, outcomes, telemetry, releases."""
@@ -278,6 +374,7 @@ class IssuanceDesk:
                 "outcome_posts": self._outcome_posts,
                 "telemetry": dict(self._telemetry),
                 "releases": list(self._releases),
+                "stations": json.loads(json.dumps(self._stations)),
             }
 
 
@@ -331,11 +428,39 @@ def _check_outcome(body: dict[str, Any]) -> None:
         attempt = _object(attempt, f"outcome.attempts[{n}]")
         if attempt.get("result") not in ATTEMPT_RESULTS:
             raise ApiError(
-                HTTPStatus.BAD_REQUEST, "bad-request", f"outcome.attempts[{n}].result must be 'printed' or 'spoiled'"
+                HTTPStatus.BAD_REQUEST, "bad-request", f"outcome.attempts[{n}].result must be 'printed', 'spoiled' or 'interrupted'"
             )
         _optional_text(attempt, "blank_serial", f"outcome.attempts[{n}]", max_len=64)
         _optional_text(attempt, "reason", f"outcome.attempts[{n}]")
+        if not isinstance(attempt.get("checks", []), list):
+            raise ApiError(HTTPStatus.BAD_REQUEST, "bad-request", f"outcome.attempts[{n}].checks must be a list")
     _optional_text(body, "printed_at", "outcome", max_len=64)
+    _optional_text(body, "reason", "outcome", max_len=200)
+    _optional_text(body, "message", "outcome", max_len=1000)
+    if body["status"] == "rejected" and body.get("reason") is None:
+        raise ApiError(HTTPStatus.BAD_REQUEST, "bad-request", "a rejected outcome must say why (outcome.reason)")
+
+
+def _check_telemetry(body: dict[str, Any]) -> None:
+    _text(body, "at", "telemetry", max_len=64)
+    for key in ("printers", "alerts", "days"):
+        if not isinstance(body.get(key, []), list):
+            raise ApiError(HTTPStatus.BAD_REQUEST, "bad-request", f"telemetry.{key} must be a list")
+    for n, printer in enumerate(body.get("printers", [])):
+        printer = _object(printer, f"telemetry.printers[{n}]")
+        _text(printer, "name", f"telemetry.printers[{n}]", max_len=64)
+        if printer.get("state") not in ("idle", "processing", "stopped"):
+            raise ApiError(HTTPStatus.BAD_REQUEST, "bad-request",
+                           f"telemetry.printers[{n}].state must be idle, processing or stopped")
+    for n, alert in enumerate(body.get("alerts", [])):
+        _text(_object(alert, f"telemetry.alerts[{n}]"), "kind", f"telemetry.alerts[{n}]", max_len=64)
+
+
+def _idempotency_key(headers: Any) -> str:
+    key = headers.get("Idempotency-Key", "").strip()
+    if not key or len(key) > 200:
+        raise ApiError(HTTPStatus.BAD_REQUEST, "bad-request", "an Idempotency-Key header (1 to 200 characters) is required")
+    return key
 
 
 # HTTP
@@ -347,12 +472,22 @@ class _HttpServer(ThreadingHTTPServer):
     daemon_threads = False
     block_on_close = True
 
-    def __init__(self, address: tuple[str, int], desk: IssuanceDesk, token: str) -> None:
+    def __init__(self, address: tuple[str, int], desk: IssuanceDesk, token: str,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.desk = desk
         self.token = token
+        self.tls = tls
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        connection, address = super().get_request()
+        if self.tls is not None:
+            # The handshake happens on the first read, in the request's own thread: a client that
+            # connects and says nothing holds up only itself.
+            connection = self.tls.wrap_socket(connection, server_side=True, do_handshake_on_connect=False)
+        return connection, address
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._connections_lock:
@@ -366,7 +501,7 @@ class _HttpServer(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         error = sys.exc_info()[1]
-        if isinstance(error, (ConnectionError, TimeoutError)):
+        if isinstance(error, (ConnectionError, TimeoutError, ssl.SSLError)):
             # A station that hangs up or goes away mid-request is normal on a flaky link.
             log.debug("connection dropped", error=type(error).__name__)
         else:
@@ -390,7 +525,10 @@ _ROUTES: list[Route] = [
     ("PUT", re.compile(rf"/v1/jobs/(?P<job_id>{_NAME})/outcome"), "_outcome"),
     ("POST", re.compile(rf"/v1/stations/(?P<station>{_NAME})/telemetry"), "_telemetry"),
     ("GET", re.compile(r"/v1/_sim/state"), "_state"),
+    ("POST", re.compile(r"/v1/_sim/faults"), "_faults"),
+    ("POST", re.compile(r"/v1/_sim/jobs"), "_inject"),
 ]
+_SIM_PREFIX = "/v1/_sim/"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -416,8 +554,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._body_read = False
         try:
             path = self.path.split("?", 1)[0]
+            if not path.startswith(_SIM_PREFIX) and self._misbehave():
+                return
             handler, params = self._route(method, path)
-            self._authorise()
+            self._authorise(params.get("station"))
             status, body = handler(params)
         except ApiError as exc:
             status, body = exc.status, {"error": exc.code, "message": exc.message}
@@ -439,13 +579,35 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError(HTTPStatus.METHOD_NOT_ALLOWED, "method-not-allowed", f"{method} is not allowed on {path}")
         raise ApiError(HTTPStatus.NOT_FOUND, "not-found", f"no such endpoint: {path[:100]}")
 
-    def _authorise(self) -> None:
+    def _misbehave(self) -> bool:
+        """Act out the fault in force: True when the request must get no proper answer."""
+        fault = self.server.desk.fault()
+        if fault is None:
+            return False
+        if fault.mode == "slow":
+            self.server.desk.pause(fault.delay_s)
+            return False
+        if fault.mode == "reset":
+            # Linger 0: closing sends a TCP reset, as a crashing proxy or a cut line does.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            return True
+        raise ApiError(HTTPStatus.SERVICE_UNAVAILABLE, "unavailable", "the server is told to fail (_sim/faults); retry later")
+
+    def _authorise(self, station: str | None) -> None:
+        """A station proves who it is by its TLS client certificate (when the server asks for one) or its token."""
+        certificate = self.connection.getpeercert() if isinstance(self.connection, ssl.SSLSocket) else None
+        if certificate:
+            names = [value for rdn in certificate.get("subject", ()) for key, value in rdn if key == "commonName"]
+            if station is not None and station not in names:
+                raise ApiError(HTTPStatus.FORBIDDEN, "forbidden", f"this client certificate is not for station {station}")
+            return
         expected = f"Bearer {self.server.token}".encode()
         given = self.headers.get("Authorization", "").encode()
         if not secrets.compare_digest(given, expected):
             raise ApiError(HTTPStatus.UNAUTHORIZED, "unauthorized", "a valid 'Authorization: Bearer <token>' header is required")
 
-    def _json_body(self) -> dict[str, Any]:
+    def _json_body(self, limit: int = MAX_BODY_BYTES) -> dict[str, Any]:
         length_header = self.headers.get("Content-Length")
         if length_header is None:
             raise ApiError(HTTPStatus.LENGTH_REQUIRED, "length-required", "send the body with a Content-Length header")
@@ -453,8 +615,8 @@ class _Handler(BaseHTTPRequestHandler):
             length = int(length_header)
         except ValueError:
             raise ApiError(HTTPStatus.BAD_REQUEST, "bad-request", "Content-Length is not a number") from None
-        if length > MAX_BODY_BYTES or length < 0:
-            raise ApiError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "body-too-large", f"the body may be at most {MAX_BODY_BYTES} bytes")
+        if length > limit or length < 0:
+            raise ApiError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "body-too-large", f"the body may be at most {limit} bytes")
         raw = self.rfile.read(length)
         self._body_read = True
         try:
@@ -498,17 +660,32 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _outcome(self, params: dict[str, str]) -> tuple[HTTPStatus, Any]:
         body = self._json_body()
-        key = self.headers.get("Idempotency-Key", "").strip()
-        if not key or len(key) > 200:
-            raise ApiError(HTTPStatus.BAD_REQUEST, "bad-request", "an Idempotency-Key header (1 to 200 characters) is required")
+        key = _idempotency_key(self.headers)
         _check_outcome(body)
         return HTTPStatus.OK, self.server.desk.record_outcome(params["job_id"], key, body)
 
     def _telemetry(self, params: dict[str, str]) -> tuple[HTTPStatus, Any]:
-        return HTTPStatus.OK, self.server.desk.record_telemetry(params["station"], self._json_body())
+        body = self._json_body()
+        key = _idempotency_key(self.headers)
+        _check_telemetry(body)
+        return HTTPStatus.OK, self.server.desk.record_telemetry(params["station"], key, body)
 
     def _state(self, params: dict[str, str]) -> tuple[HTTPStatus, Any]:
         return HTTPStatus.OK, self.server.desk.snapshot()
+
+    def _faults(self, params: dict[str, str]) -> tuple[HTTPStatus, Any]:
+        body = self._json_body()
+        if body.get("mode") not in FAULT_MODES:
+            raise ApiError(HTTPStatus.BAD_REQUEST, "bad-request", f"mode must be one of {', '.join(sorted(FAULT_MODES))}")
+        for_s = _number(body, "for_s", 60, 0, 86400)
+        delay_s = _number(body, "delay_s", DEFAULT_SLOW_S, 0, 600)
+        return HTTPStatus.OK, self.server.desk.set_fault(body["mode"], for_s, delay_s)
+
+    def _inject(self, params: dict[str, str]) -> tuple[HTTPStatus, Any]:
+        jobs = self._json_body(MAX_INJECT_BODY_BYTES).get("jobs")
+        if not isinstance(jobs, list) or len(jobs) > MAX_INJECTED_JOBS:
+            raise ApiError(HTTPStatus.BAD_REQUEST, "bad-request", f"jobs must be a list of up to {MAX_INJECTED_JOBS} raw jobs")
+        return HTTPStatus.OK, self.server.desk.inject(jobs)
 
 
 @dataclass
@@ -532,21 +709,22 @@ class UpstreamServer:
     def start(self) -> None:
         """Load or create the keys, listen, and write upstream.json.
 
-        Raises OSError if the address is taken or the state folder is not writable.
+        Raises OSError if the address is taken or the state folder is not writable, and
+        ssl.SSLError if the TLS files do not fit together.
         """
         # Absolute, because upstream.json is read by processes started elsewhere (the demo, the agent).
         state_dir = self.config.state_dir.resolve()
         state_dir.mkdir(parents=True, exist_ok=True)
-        authority = Authority.load_or_create(state_dir)
+        authority = Authority.load_or_create(state_dir, self.config.kid)
         pki = TestPki.create(state_dir / "pki")
         factory = JobFactory(
             self.config.jobs, authority, pki.signer, seed=self.config.seed, validity=self.config.validity
         )
         self.token = self.config.token or self._previous_token() or secrets.token_urlsafe(24)
         self._desk = IssuanceDesk(factory, state_dir / "outcomes.jsonl", self.config.lease_s, self.config.max_wait_s)
-        self._httpd = _HttpServer((self.config.host, self.config.port), self._desk, self.token)
+        self._httpd = _HttpServer((self.config.host, self.config.port), self._desk, self.token, self._tls_context())
         host, port = self._httpd.server_address[:2]
-        self.url = f"http://{host}:{port}"
+        self.url = f"{'https' if self.config.tls_cert else 'http'}://{host}:{port}"
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": SHUTDOWN_POLL_S}, name="upstream-sim", daemon=True
         )
@@ -556,11 +734,24 @@ class UpstreamServer:
             {
                 "url": self.url,
                 "token": self.token,
-                "authority_keys": {authority.kid: str(authority.public_key_path)},
+                # Every key in the folder: stations keep verifying jobs signed before a rotation.
+                "authority_keys": {path.name.removesuffix(".pub.pem"): str(path)
+                                   for path in sorted(state_dir.glob("*.pub.pem"))},
                 "trust_anchors": [str(pki.csca_pem_path)],
             },
         )
         log.info("upstream listening", url=self.url, jobs=self.config.jobs, state_dir=str(state_dir))
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        if self.config.tls_cert is None:
+            return None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(self.config.tls_cert, self.config.tls_key)
+        if self.config.client_ca is not None:
+            context.load_verify_locations(self.config.client_ca)
+            context.verify_mode = ssl.CERT_REQUIRED
+        return context
 
     def _previous_token(self) -> str | None:
         # A restarted server keeps its token, so an agent configured from upstream.json keeps working.
@@ -601,8 +792,11 @@ def _listen_address(value: str) -> tuple[str, int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the `upstream-sim` options to `parser`."""
+    """Add the `upstream-sim` options to `parser`: serving (the default) and `report`."""
+    parser.add_argument("action", nargs="?", choices=("serve", "report"), default="serve",
+                        help="serve (default), or report: print each station's stock, forecast and alerts")
     parser.add_argument("--state-dir", type=Path, required=True, help="keys, outcomes and upstream.json live here")
+    parser.add_argument("--json", action="store_true", help="report: one JSON document instead of tables")
     parser.add_argument("--listen", type=_listen_address, default=("127.0.0.1", 0), help="HOST:PORT; port 0 picks a free one")
     parser.add_argument("--jobs", type=int, default=20, help="how many approved jobs to offer")
     parser.add_argument("--token", help="bearer token stations must send (default: kept from upstream.json, or new)")
@@ -612,6 +806,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--validity-h", type=float, default=DEFAULT_VALIDITY.total_seconds() / 3600, help="hours until jobs expire"
     )
+    parser.add_argument("--kid", default=DEFAULT_KID, help="key id of the authority key that signs the jobs (rotation)")
+    parser.add_argument("--tls-cert", type=Path, help="serve HTTPS with this PEM certificate (chain)")
+    parser.add_argument("--tls-key", type=Path, help="the private key of --tls-cert")
+    parser.add_argument("--client-ca", type=Path, help="require station certificates issued by this CA")
 
 
 def config_from_args(args: argparse.Namespace) -> UpstreamConfig:
@@ -627,11 +825,22 @@ def config_from_args(args: argparse.Namespace) -> UpstreamConfig:
         lease_s=args.lease_s,
         max_wait_s=args.max_wait_s,
         validity=timedelta(hours=args.validity_h),
+        kid=args.kid,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        client_ca=args.client_ca,
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    """Serve until SIGTERM or SIGINT, then stop cleanly. Returns the process exit status."""
+    """Serve until SIGTERM or SIGINT, then stop cleanly; or print the report. Returns the process exit status."""
+    if args.action == "report":
+        from simulators.upstream_report import print_report
+
+        return print_report(args.state_dir, as_json=args.json)
+    if args.client_ca and not args.tls_cert:
+        log.error("upstream cannot start", error="--client-ca needs --tls-cert and --tls-key")
+        return 2
     stop_signals = {signal.SIGTERM, signal.SIGINT}
     # Blocked before any thread starts, so every thread inherits the mask and only sigwait sees them.
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
@@ -639,7 +848,7 @@ def run(args: argparse.Namespace) -> int:
         server = UpstreamServer(config_from_args(args))
         try:
             server.start()
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, ssl.SSLError) as exc:
             log.error("upstream cannot start", error=str(exc))
             return 1
         received = signal.sigwait(stop_signals)

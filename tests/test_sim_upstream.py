@@ -234,9 +234,23 @@ def test_a_body_over_the_limit_is_413(client: httpx.Client) -> None:
 
 def test_telemetry_keeps_the_last_body_per_station(client: httpx.Client) -> None:
     for n in (1, 2):
-        response = client.post("/v1/stations/s1/telemetry", json={"at": f"t{n}", "printers": []})
+        response = client.post("/v1/stations/s1/telemetry", json={"at": f"t{n}", "printers": []},
+                               headers={"Idempotency-Key": f"s1:telemetry:{n}"})
         assert response.status_code == 200
     assert _state(client)["telemetry"] == {"s1": {"at": "t2", "printers": []}}
+
+
+def test_a_replayed_telemetry_report_changes_nothing(client: httpx.Client) -> None:
+    key = {"Idempotency-Key": "s1:telemetry:1"}
+    assert client.post("/v1/stations/s1/telemetry", json={"at": "t1"}, headers=key).json()["replay"] is False
+    assert client.post("/v1/stations/s1/telemetry", json={"at": "t2"}, headers=key).json()["replay"] is True
+    state = _state(client)
+    assert state["telemetry"]["s1"] == {"at": "t1"} and state["stations"]["s1"]["reports"] == 1
+
+
+def test_telemetry_without_an_idempotency_key_is_refused(client: httpx.Client) -> None:
+    response = client.post("/v1/stations/s1/telemetry", json={"at": "t1"})
+    assert response.status_code == 400 and "Idempotency-Key" in response.json()["message"]
 
 
 def test_upstream_json_tells_the_demo_how_to_reach_the_server(server: UpstreamServer) -> None:

@@ -1,0 +1,202 @@
+"""A real agent fed hostile and forged jobs by the reference upstream: it prints only the approved,
+intact, current jobs, reports every refusal upstream with its reason, and keeps running.
+The virtual printer's card log (cards.jsonl) is the witness of what was printed."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+
+from agent.journal import Journal
+from simulators.authority import Authority
+from simulators.job_factory import JobFactory
+from simulators.pki import TestPki
+from simulators.upstream import UpstreamConfig, UpstreamServer
+
+STATION = "st-hostile"
+DEADLINE_S = 240.0
+
+
+def _flip_one_byte(b64: str) -> str:
+    """The same image with one byte of its pixel data changed (header intact, still valid base64)."""
+    data = bytearray(base64.b64decode(b64))
+    data[len(data) // 2] ^= 0x01
+    return base64.b64encode(bytes(data)).decode()
+
+
+def _png(width: int, height: int) -> str:
+    from io import BytesIO
+
+    from PIL import Image
+
+    out = BytesIO()
+    Image.new("RGB", (width, height), "white").save(out, "PNG")
+    return base64.b64encode(out.getvalue()).decode()
+
+
+def hostile_jobs(upstream_dir: Path, tmp_path: Path) -> tuple[list, dict[str, str]]:
+    """Raw jobs for the server to lease, and the reason the station must report for each job id."""
+    authority = Authority.load_or_create(upstream_dir)
+    stranger = Authority.load_or_create(tmp_path / "stranger", kid="authority-9")
+    pki = TestPki.create(upstream_dir / "pki")
+    factory = JobFactory(8, authority, pki.signer, seed=99)
+    expired_factory = JobFactory(1, authority, pki.signer, seed=98, validity=timedelta(seconds=-60))
+
+    def body(job_id: str, source: dict, document: str) -> dict:
+        job = {k: copy.deepcopy(v) for k, v in source.items() if k != "signature"}
+        job["job_id"] = job_id
+        job["subject"]["document_number"] = document
+        return job
+
+    jobs: list = []
+    expected: dict[str, str] = {}
+    tampered = authority.sign_job(body("X-TAMPER", factory.job("J-000001"), "BAD000001"))
+    tampered["card"]["front_png"] = _flip_one_byte(tampered["card"]["front_png"])
+    jobs.append(tampered)
+    expected["X-TAMPER"] = "bad-signature"
+    jobs.append(stranger.sign_job(body("X-UNKNOWN-KEY", factory.job("J-000002"), "BAD000002")))
+    expected["X-UNKNOWN-KEY"] = "unknown-signing-key"
+    jobs.append(authority.sign_job(body("X-EXPIRED", expired_factory.job("J-000001"), "BAD000003")))
+    expected["X-EXPIRED"] = "job-expired"
+    unsigned = body("X-UNSIGNED", factory.job("J-000003"), "BAD000004")
+    jobs.append(unsigned)
+    expected["X-UNSIGNED"] = "unsigned-job"
+    small = body("X-SMALL-FACE", factory.job("J-000004"), "BAD000005")
+    small["card"]["front_png"] = _png(100, 60)
+    jobs.append(authority.sign_job(small))
+    expected["X-SMALL-FACE"] = "bad-card-image"
+    hostile_name = body("X-HOSTILE-NAME", factory.job("J-000005"), "BAD000006")
+    hostile_name["subject"]["name"] = "BUDI\u202e\x1b[2J SANTOSO"
+    jobs.append(authority.sign_job(hostile_name))
+    expected["X-HOSTILE-NAME"] = "malformed-job"
+    extra = body("X-EXTRA-FIELD", factory.job("J-000006"), "BAD000007")
+    extra["print_twice"] = True
+    jobs.append(authority.sign_job(extra))
+    expected["X-EXTRA-FIELD"] = "malformed-job"
+    missing = body("X-MISSING-CHIP", factory.job("J-000007"), "BAD000008")
+    del missing["chip"]
+    jobs.append(authority.sign_job(missing))
+    expected["X-MISSING-CHIP"] = "malformed-job"
+    # Garbage with no usable id: nothing to report it under, and nothing must break.
+    jobs += ["not a job", None, 42, [1, 2], {"job_id": "../../v1/_sim/state"}, {"job_id": "\x00" * 3}]
+    return jobs, expected
+
+
+def write_config(root: Path, upstream: UpstreamServer, devices: dict) -> Path:
+    info = json.loads(upstream.info_path.read_text())
+    printer = devices["printers"][0]
+    config = root / "station.toml"
+    config.write_text("\n".join([
+        "[station]", f'id = "{STATION}"', f'journal = "{root / "journal.db"}"', 'language = "en"',
+        f'control_socket = "{root / "control.sock"}"', "",
+        "[upstream]", f'url = "{info["url"]}"', f'token = "{info["token"]}"', "wait_s = 1", "prefetch = 20", "",
+        "[upstream.authority_keys]", *[f'"{kid}" = "{path}"' for kid, path in info["authority_keys"].items()], "",
+        "[chip]", 'profile = "icao9303"', f"trust_anchors = {json.dumps(info['trust_anchors'])}", "",
+        "[stock]", "report_every_s = 1", "blanks_low = 9", "",
+        "[[printers]]", 'name = "p1"', f'link = "serial://{printer["serial"]}?baud=115200"',
+        f'reader = "{printer["reader"]}"', "",
+    ]))
+    journal = Journal(root / "journal.db", STATION)
+    journal.load_blanks("p1", 10, lot="LOT-HOSTILE", who="test")
+    journal.close()
+    return config
+
+
+def _start(argv: list[str], log_path: Path) -> subprocess.Popen:
+    with open(log_path, "ab") as log_file:
+        return subprocess.Popen([sys.executable, "-m", "agent", *argv], stdout=log_file, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen) -> int:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        return proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return -9
+
+
+def _wait_until(check, what: str, procs: list[subprocess.Popen], logs: Path) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        if check():
+            return
+        for proc in procs:
+            assert proc.poll() is None, f"a process stopped: {(logs / 'agent.log').read_text(errors='replace')[-3000:]}"
+        time.sleep(0.5)
+    raise AssertionError(f"{what} within {DEADLINE_S} s; agent log: "
+                         f"{(logs / 'agent.log').read_text(errors='replace')[-3000:]}")
+
+
+def test_forged_expired_and_hostile_jobs_are_never_printed_and_upstream_hears_why(pcscd, tmp_path):
+    upstream = UpstreamServer(UpstreamConfig(state_dir=tmp_path / "upstream", jobs=2, lease_s=600))
+    upstream.start()
+    procs: list[subprocess.Popen] = []
+    http = httpx.Client(base_url=upstream.url, headers={"Authorization": f"Bearer {upstream.token}"}, timeout=10)
+    try:
+        jobs, expected = hostile_jobs(tmp_path / "upstream", tmp_path)
+        assert http.post("/v1/_sim/jobs", json={"jobs": jobs}).status_code == 200
+        simulator = _start(["simulate", "--state-dir", str(tmp_path / "sim"), "--printers", "1", "--cards", "10",
+                            "--speed", "100"], tmp_path / "simulator.log")
+        procs.append(simulator)
+        _wait_until(lambda: (tmp_path / "sim" / "devices.json").exists(), "the simulator did not start", procs, tmp_path)
+        config = write_config(tmp_path, upstream, json.loads((tmp_path / "sim" / "devices.json").read_text()))
+        agent = _start(["run", "--config", str(config)], tmp_path / "agent.log")
+        procs.append(agent)
+
+        def outcomes() -> dict:
+            return http.get("/v1/_sim/state").json()["outcomes"]
+
+        _wait_until(lambda: set(outcomes()) >= {"J-000001", "J-000002", *expected},
+                    "not every job had its outcome", procs, tmp_path)
+        # A lease for a job already printed: a copy of J-000001, still validly signed.
+        assert http.post("/v1/_sim/jobs", json={"jobs": [upstream._desk._factory.job("J-000001")]}).status_code == 200
+        _wait_until(lambda: b"job-already-known" in (tmp_path / "agent.log").read_bytes(),
+                    "the repeated lease was not seen", procs, tmp_path)
+        assert agent.poll() is None, "the agent keeps running"
+
+        def blanks_reported() -> int | None:
+            view = http.get("/v1/_sim/state").json()["stations"].get(STATION, {})
+            printers = view.get("last_report", {}).get("printers", [])
+            return printers[0]["blanks"]["remaining"] if printers else None
+
+        _wait_until(lambda: blanks_reported() == 8, "telemetry did not show the two blanks used", procs, tmp_path)
+        final = outcomes()
+    finally:
+        exit_codes = [_stop(p) for p in reversed(procs)]
+        http.close()
+        upstream.stop()
+    assert exit_codes[0] == 0, (tmp_path / "agent.log").read_text(errors="replace")[-3000:]
+
+    assert final["J-000001"]["status"] == "printed" and final["J-000002"]["status"] == "printed"
+    for job_id, reason in expected.items():
+        assert final[job_id]["status"] == "rejected", job_id
+        assert final[job_id]["reason"] == reason, (job_id, final[job_id])
+    cards = [json.loads(line) for line in (tmp_path / "sim" / "cards.jsonl").read_text().splitlines()]
+    printed = Counter(card["document_number"] for card in cards if card["bin"] == "output")
+    assert printed == Counter({"KTP000001": 1, "KTP000002": 1}), "only the approved jobs, each once"
+    assert not any(card["document_number"] and card["document_number"].startswith("BAD") for card in cards)
+    report = subprocess.run([sys.executable, "-m", "agent", "upstream-sim", "report", "--state-dir",
+                             str(tmp_path / "upstream"), "--json"], capture_output=True, text=True, timeout=60)
+    assert report.returncode == 0, report.stderr
+    view = json.loads(report.stdout)["stations"][STATION]
+    assert view["outcomes"] == {"printed": 2, "rejected": len(expected)}
+    assert view["rejections"]["malformed-job"] == 3 and view["rejections"]["bad-signature"] == 1
+    assert view["printers"][0]["blanks"]["lots"][0]["lot"] == "LOT-HOSTILE"
+    assert {"blanks-low"} <= {alert["kind"] for alert in view["alerts"]}
+    log_text = (tmp_path / "agent.log").read_text(errors="replace")
+    assert "Traceback" not in log_text and "\x1b[2J" not in log_text
