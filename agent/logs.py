@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from typing import Any
@@ -42,6 +43,19 @@ def _mask_value(key: str, value: Any) -> Any:
 def mask_personal_data(_logger: Any, _method: str, event_dict: dict) -> dict:
     """structlog processor: no NIK, name, photo or chip image leaves the process unmasked."""
     return {key: _mask_value(key, value) for key, value in event_dict.items()}
+
+
+def under_journald(environ: dict[str, str] | None = None) -> bool:
+    """True when stderr is journald's stream: systemd sets JOURNAL_STREAM to its device:inode."""
+    value = (os.environ if environ is None else environ).get("JOURNAL_STREAM", "")
+    device, _, inode = value.partition(":")
+    if not (device.isdigit() and inode.isdigit()):
+        return False
+    try:
+        st = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError):
+        return False
+    return (st.st_dev, st.st_ino) == (int(device), int(inode))
 
 
 def configure(*, json_output: bool, level: str = "info") -> None:

@@ -22,10 +22,12 @@ class Notifier:
         if self._address is None:
             return
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            # Never block the main loop: a notify socket nobody reads must not wedge the station.
+            sock.setblocking(False)
             try:
                 sock.sendto("\n".join(fields).encode(), self._address)
             except OSError:
-                pass  # systemd gone (shutdown): nothing to tell
+                pass  # systemd gone (shutdown) or not reading: nothing to tell
 
     def ready(self, status: str) -> None:
         self.send("READY=1", f"STATUS={status}")
