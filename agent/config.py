@@ -8,9 +8,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.chip.profile import PROFILES
+from agent.job import DEFAULT_LIMITS, JobLimits
+from agent.metrics import MetricsListen, parse_listen
+from agent.print_windows import PrintWindow, WindowError, parse_window
+
+# The daemon's control socket (`printstation status` and friends); systemd's RuntimeDirectory.
+DEFAULT_CONTROL_SOCKET = Path("/run/printstation/control.sock")
+
 
 class ConfigError(Exception):
     """The configuration is missing or wrong; the message names the file, the key and a fix."""
+
+    line: int | None = None  # the line it is about, when known
 
 
 @dataclass(frozen=True)
@@ -22,6 +32,14 @@ class UpstreamConfig:
     lease_max: int = 10
     wait_s: float = 20.0
     timeout_s: float = 10.0
+    # Store and forward: hold enough jobs to print through an outage of this many hours.
+    outage_hours: float = 0.0
+    cards_per_hour: float = 150.0      # one printer's rate, to turn hours into jobs
+    renew_margin_s: float = 900.0      # renew a lease when it has less than this left
+    ca_file: Path | None = None        # CA bundle for the server's certificate; None: the system store
+    client_cert: Path | None = None    # TLS client certificate (PEM), instead of or beside the token
+    client_key: Path | None = None
+    max_answer_bytes: int = 64 * 1024 * 1024  # a bigger answer from upstream is refused unread
 
 
 @dataclass(frozen=True)
@@ -36,6 +54,18 @@ class ChipConfig:
     profile: str
     trust_anchors: tuple[Path, ...]
     card_wait_s: float = 10.0
+    card_budget_s: float = 20.0  # connect, encode and verify one card; longer is a slow chip
+
+
+@dataclass(frozen=True)
+class StockConfig:
+    """[stock]: telemetry cadence and the thresholds that raise low and empty alerts."""
+
+    report_every_s: float = 300.0
+    blanks_low: int = 100              # per printer; "low" also when they run out within blanks_low_days
+    blanks_low_days: float = 5.0       # central stock takes days to arrive
+    ribbon_low: int = 50               # cards the ribbon can still print
+    lookback_days: int = 7             # the recent rate is measured over this many days
 
 
 @dataclass(frozen=True)
@@ -48,6 +78,11 @@ class StationConfig:
     max_attempts: int = 3
     panel_depth: int = 128
     language: str = "id"
+    control_socket: Path = DEFAULT_CONTROL_SOCKET
+    windows: tuple[PrintWindow, ...] = ()  # none: the station prints at any hour
+    limits: JobLimits = DEFAULT_LIMITS
+    stock: StockConfig = StockConfig()
+    metrics: MetricsListen | None = None  # [metrics] listen; None: no metrics endpoint
     source: Path | None = field(default=None, compare=False)
 
 
@@ -57,9 +92,12 @@ _PANEL_DEPTHS = (2, 32, 64, 128)
 class _Reader:
     """Reads typed values out of a TOML table, naming the key and its line on error."""
 
-    def __init__(self, path: Path, text: str) -> None:
+    def __init__(self, path: Path, text: str, *, collect: bool = False) -> None:
         self.path = path
         self.lines = text.splitlines()
+        # `config check` wants every mistake at once: problems are noted and checking goes on.
+        self.collect = collect
+        self.problems: list[ConfigError] = []
 
     def line_of(self, key: str) -> int | None:
         """The line where `key` (e.g. "upstream.token", "printers[1].link") is set, if it can be found."""
@@ -80,27 +118,51 @@ class _Reader:
                 return i + 1
         return start + 1 if table else None
 
-    def fail(self, key: str, problem: str, fix: str) -> ConfigError:
+    def fail(self, key: str, problem: str, fix: str) -> None:
+        """Note a mistake: raise it at once, or (collecting) keep it and let checking go on."""
         line = self.line_of(key)
         where = f"{self.path}:{line}" if line else str(self.path)
-        return ConfigError(f"{where}: {key} {problem}. Fix: {fix}")
+        error = ConfigError(f"{where}: {key} {problem}. Fix: {fix}")
+        error.line = line
+        if not self.collect:
+            raise error
+        self.problems.append(error)
 
     def get(self, table: dict, key: str, where: str, kind: type | tuple[type, ...], *, default: Any = ...,
             fix: str = "") -> Any:
         full = f"{where}.{key}" if where else key
         if key not in table:
             if default is ...:
-                raise self.fail(full, "is missing", fix or f"add `{key} = ...` to [{where}]")
+                self.fail(full, "is missing", fix or f"add `{key} = ...` to [{where}]")
+                return _placeholder(kind)
             return default
         value = table[key]
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise self.fail(full, f"has the wrong type ({type(value).__name__})", fix or "see systemd/printstation.example.toml")
+            self.fail(full, f"has the wrong type ({type(value).__name__})", fix or "see systemd/station.example.toml")
+            return default if default is not ... else _placeholder(kind)
         return value
+
+
+def _placeholder(kind: type | tuple[type, ...]) -> Any:
+    """An empty value of the wanted type, so that collecting can go on past a missing key."""
+    first = kind[0] if isinstance(kind, tuple) else kind
+    return first()
 
 
 def load_config(path: Path | str) -> StationConfig:
     """Read and check a configuration file; raises ConfigError naming what is wrong and where."""
-    path = Path(path)
+    return _load(Path(path), collect=False)[0]
+
+
+def check_config(path: Path | str) -> list[ConfigError]:
+    """Every mistake in a configuration file (each with its line and a fix); empty when it is good."""
+    try:
+        return _load(Path(path), collect=True)[1]
+    except ConfigError as exc:  # unreadable, or not TOML: nothing further can be checked
+        return [exc]
+
+
+def _load(path: Path, *, collect: bool) -> tuple[StationConfig, list[ConfigError]]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -111,7 +173,7 @@ def load_config(path: Path | str) -> StationConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}. Fix: correct the syntax at that line") from None
-    r = _Reader(path, text)
+    r = _Reader(path, text, collect=collect)
     base = path.parent
 
     def resolve(value: str) -> Path:
@@ -123,35 +185,48 @@ def load_config(path: Path | str) -> StationConfig:
     chip = r.get(data, "chip", "", dict, default={})
     pipeline = r.get(data, "pipeline", "", dict, default={})
     printers_raw = r.get(data, "printers", "", list, fix="add one [[printers]] table per printer (name, link, reader)")
-    if not printers_raw:
-        raise r.fail("printers", "is empty", "add one [[printers]] table per printer (name, link, reader)")
+    if "printers" in data and not printers_raw:
+        r.fail("printers", "is empty", "add one [[printers]] table per printer (name, link, reader)")
 
     url = r.get(upstream, "url", "upstream", str)
-    if not re.match(r"^https?://", url):
-        raise r.fail("upstream.url", f"is not an http(s) URL ({url!r})", "write it as https://host:port")
+    if url and not re.match(r"^https?://", url):
+        r.fail("upstream.url", f"is not an http(s) URL ({url!r})", "write it as https://host:port")
     keys_raw = r.get(upstream, "authority_keys", "upstream", dict,
                      fix="add [upstream.authority_keys] with `key-id = \"path/to/key.pem\"`")
-    if not keys_raw:
-        raise r.fail("upstream.authority_keys", "is empty", "name at least one authority public key")
+    if "authority_keys" in upstream and not keys_raw:
+        r.fail("upstream.authority_keys", "is empty", "name at least one authority public key")
     authority_keys = {}
     for kid, value in keys_raw.items():
         if not isinstance(value, str):
-            raise r.fail(f"upstream.authority_keys.{kid}", "must be a file path", "write it as a quoted path")
+            r.fail(f"upstream.authority_keys.{kid}", "must be a file path", "write it as a quoted path")
+            continue
         authority_keys[kid] = resolve(value)
         if not authority_keys[kid].is_file():
-            raise r.fail(f"upstream.authority_keys.{kid}", f"names a missing file ({authority_keys[kid]})",
+            r.fail(f"upstream.authority_keys.{kid}", f"names a missing file ({authority_keys[kid]})",
                          "copy the authority's public key there or correct the path")
 
-    anchors = tuple(resolve(p) for p in r.get(chip, "trust_anchors", "chip", list, default=[]))
+    anchors_raw = r.get(chip, "trust_anchors", "chip", list, default=[])
+    if not all(isinstance(p, str) for p in anchors_raw):
+        r.fail("chip.trust_anchors", "must be a list of file paths", "write it as [\"/etc/printstation/csca.pem\"]")
+    anchors = tuple(resolve(p) for p in anchors_raw if isinstance(p, str))
     for anchor in anchors:
         if not anchor.is_file():
-            raise r.fail("chip.trust_anchors", f"names a missing file ({anchor})", "copy the CSCA certificate there or correct the path")
+            r.fail("chip.trust_anchors", f"names a missing file ({anchor})", "copy the CSCA certificate there or correct the path")
+
+    profile = r.get(chip, "profile", "chip", str, default="icao9303")
+    if profile not in PROFILES:
+        r.fail("chip.profile", f"names an unknown chip profile ({profile!r})",
+               f"use one of the known profiles: {', '.join(PROFILES)} (docs/CHIP_PROFILES.md)")
+    card_budget_s = float(r.get(chip, "card_budget_s", "chip", (int, float), default=20.0))
+    if not 1.0 <= card_budget_s <= 600.0:
+        r.fail("chip.card_budget_s", f"is {card_budget_s}", "use a number of seconds from 1 to 600 (20 suits most readers)")
 
     printers = []
     for i, entry in enumerate(printers_raw):
         where = f"printers[{i}]"
         if not isinstance(entry, dict):
-            raise r.fail(where, "is not a table", "write it as [[printers]] with name, link and reader")
+            r.fail(where, "is not a table", "write it as [[printers]] with name, link and reader")
+            continue
         printers.append(PrinterConfig(
             name=r.get(entry, "name", where, str),
             link=r.get(entry, "link", where, str, fix="e.g. link = \"serial:///dev/ttyUSB0?baud=115200\""),
@@ -159,38 +234,89 @@ def load_config(path: Path | str) -> StationConfig:
         ))
     names = [p.name for p in printers]
     if len(set(names)) != len(names):
-        raise r.fail("printers.name", "repeats a printer name", "give every printer its own name")
+        r.fail("printers.name", "repeats a printer name", "give every printer its own name")
 
     depth = r.get(pipeline, "panel_depth", "pipeline", int, default=128)
     if depth not in _PANEL_DEPTHS:
-        raise r.fail("pipeline.panel_depth", f"is {depth}", f"use one of {', '.join(map(str, _PANEL_DEPTHS))}")
+        r.fail("pipeline.panel_depth", f"is {depth}", f"use one of {', '.join(map(str, _PANEL_DEPTHS))}")
     max_attempts = r.get(pipeline, "max_attempts", "pipeline", int, default=3)
     if not 1 <= max_attempts <= 10:
-        raise r.fail("pipeline.max_attempts", f"is {max_attempts}", "use a number from 1 to 10")
+        r.fail("pipeline.max_attempts", f"is {max_attempts}", "use a number from 1 to 10")
     language = r.get(station, "language", "station", str, default="id")
     if language not in ("id", "en"):
-        raise r.fail("station.language", f"is {language!r}", "use \"id\" (Bahasa Indonesia) or \"en\" (English)")
+        r.fail("station.language", f"is {language!r}", "use \"id\" (Bahasa Indonesia) or \"en\" (English)")
+    control_socket = resolve(r.get(station, "control_socket", "station", str, default=str(DEFAULT_CONTROL_SOCKET)))
+    windows = []
+    for i, entry in enumerate(r.get(data, "windows", "", list, default=[])):
+        try:
+            windows.append(parse_window(entry))
+        except WindowError as exc:
+            r.fail(f"windows[{i}].{exc.field}", exc.problem, exc.fix)
 
-    return StationConfig(
+    limits = r.get(data, "limits", "", dict, default={})
+    stock = r.get(data, "stock", "", dict, default={})
+    metrics = None
+    listen = r.get(r.get(data, "metrics", "", dict, default={}), "listen", "metrics", str, default="")
+    if listen:
+        try:
+            metrics = parse_listen(listen)
+        except ValueError as exc:
+            r.fail("metrics.listen", str(exc), 'write it as listen = "127.0.0.1:9464" (a bare port listens on loopback only)')
+    # TLS: the server's CA (else the system store) and the station's client certificate and key.
+    tls_files: dict[str, Path | None] = {}
+    for key in ("ca_file", "client_cert", "client_key"):
+        value = r.get(upstream, key, "upstream", str, default="")
+        tls_files[key] = resolve(value) if value else None
+        if tls_files[key] is not None and not tls_files[key].is_file():
+            r.fail(f"upstream.{key}", f"names a missing file ({tls_files[key]})", "copy the PEM file there or correct the path")
+    if tls_files["client_cert"] and not tls_files["client_key"]:
+        r.fail("upstream.client_key", "is missing", "name the private key of upstream.client_cert")
+    for key in ("max_answer_mb", "max_image_kb", "max_chip_file_kb"):
+        if not 0 < r.get(limits, key, "limits", (int, float), default=1) <= 1024 * 1024:
+            r.fail(f"limits.{key}", "is out of range", "use a positive size, e.g. max_image_kb = 4096")
+    config = StationConfig(
         station_id=r.get(station, "id", "station", str),
         journal=resolve(r.get(station, "journal", "station", str, fix="e.g. journal = \"/var/lib/printstation/journal.db\"")),
         upstream=UpstreamConfig(
             url=url.rstrip("/"),
-            token=r.get(upstream, "token", "upstream", str, fix="the station's bearer token from the centre"),
+            token=r.get(upstream, "token", "upstream", str, fix="the station's bearer token from the centre",
+                        **({"default": ""} if tls_files["client_cert"] else {})),
             authority_keys=authority_keys,
             prefetch=r.get(upstream, "prefetch", "upstream", int, default=20),
             lease_max=r.get(upstream, "lease_max", "upstream", int, default=10),
             wait_s=float(r.get(upstream, "wait_s", "upstream", (int, float), default=20.0)),
             timeout_s=float(r.get(upstream, "timeout_s", "upstream", (int, float), default=10.0)),
+            outage_hours=float(r.get(upstream, "outage_hours", "upstream", (int, float), default=0.0)),
+            cards_per_hour=float(r.get(upstream, "cards_per_hour", "upstream", (int, float), default=150.0)),
+            renew_margin_s=float(r.get(upstream, "renew_margin_s", "upstream", (int, float), default=900.0)),
+            **tls_files,
+            max_answer_bytes=int(r.get(limits, "max_answer_mb", "limits", (int, float), default=64) * 1024 * 1024),
         ),
         chip=ChipConfig(
-            profile=r.get(chip, "profile", "chip", str, default="icao9303"),
+            profile=profile,
             trust_anchors=anchors,
             card_wait_s=float(r.get(chip, "card_wait_s", "chip", (int, float), default=10.0)),
+            card_budget_s=card_budget_s,
         ),
         printers=tuple(printers),
         max_attempts=max_attempts,
         panel_depth=depth,
         language=language,
+        control_socket=control_socket,
+        windows=tuple(windows),
+        limits=JobLimits(
+            max_image_bytes=r.get(limits, "max_image_kb", "limits", int, default=DEFAULT_LIMITS.max_image_bytes // 1024) * 1024,
+            max_chip_file_bytes=r.get(limits, "max_chip_file_kb", "limits", int,
+                                      default=DEFAULT_LIMITS.max_chip_file_bytes // 1024) * 1024,
+        ),
+        stock=StockConfig(
+            report_every_s=float(r.get(stock, "report_every_s", "stock", (int, float), default=300.0)),
+            blanks_low=r.get(stock, "blanks_low", "stock", int, default=100),
+            blanks_low_days=float(r.get(stock, "blanks_low_days", "stock", (int, float), default=5.0)),
+            ribbon_low=r.get(stock, "ribbon_low", "stock", int, default=50),
+            lookback_days=r.get(stock, "lookback_days", "stock", int, default=7),
+        ),
+        metrics=metrics,
         source=path,
     )
+    return config, r.problems
