@@ -3,7 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test setup pcscd clean soak
+.PHONY: demo test setup pcscd clean soak bench
 
 demo: setup pcscd
 	$(VENV)/bin/printstation demo --cards 20
@@ -17,6 +17,10 @@ test: setup pcscd
 # The crash suite's random kills, longer: 40 cards, 12 agent kills, every 3rd also a power cut of the printer.
 soak: setup pcscd
 	CRASH_CARDS=40 CRASH_KILLS=12 CRASH_POWER_CUT_EVERY=3 scripts/private-pcscd.sh $(VENV)/bin/pytest -q -s tests/test_crash_random.py
+
+# The figures in docs/BENCHMARKS.md: about 25 minutes on two cores; the last line is JSON.
+bench: setup pcscd
+	$(VENV)/bin/printstation bench --json
 
 setup: $(STAMP)
 

@@ -7,6 +7,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from agent.control_client import DEFAULT_CONFIG, add_commands
+
 
 def _run(args: argparse.Namespace) -> int:
     from agent import logs
@@ -14,7 +16,8 @@ def _run(args: argparse.Namespace) -> int:
     from agent.journal import JournalError
     from agent.station import Station
 
-    logs.configure(json_output=args.log_json)
+    # Under systemd the output goes to journald: JSON lines, whether or not --log-json was given.
+    logs.configure(json_output=args.log_json or logs.under_journald())
     try:
         station = Station(load_config(args.config))
     except (ConfigError, JournalError) as exc:
@@ -25,8 +28,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run the station daemon")
-    p.add_argument("--config", type=Path, required=True, help="the station's TOML configuration")
-    p.add_argument("--log-json", action="store_true", help="JSON log lines (for journald)")
+    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help=f"the station's TOML configuration (default {DEFAULT_CONFIG})")
+    p.add_argument("--log-json", action="store_true", help="JSON log lines (for journald; automatic under systemd)")
     p.set_defaults(func=_run)
 
 
@@ -43,21 +46,33 @@ def _add_module(sub: argparse._SubParsersAction, name: str, help_text: str, modu
 COMMANDS: list[tuple[str, str, str]] = [
     ("demo", "print a batch on virtual hardware, end to end", "agent.demo"),
     ("simulate", "run virtual card printers (ptys) with their chips on vpcd", "simulators.simulate"),
+    ("simulate-ctl", "inject faults into running virtual printers (jam, cover-open, ...)", "simulators.simulate_ctl"),
     ("upstream-sim", "run the reference upstream issuance server", "simulators.upstream"),
+    ("hopper", "blank ledger: load, adjust, reconcile with the printers", "agent.hopper"),
+    ("chip", "verify a chip image held as files, or dump the card at a printer's encoder station", "agent.chip_cli"),
+    ("bench", "measure utilisation, scaling, cost per card and footprint on virtual hardware", "agent.bench"),
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with `wanted`, the other module commands are only named, not imported
+    (importing the simulators costs a third of a second that `status` should not pay)."""
     parser = argparse.ArgumentParser(prog="printstation", description="e-KTP card print station agent")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run(sub)
     for name, help_text, module in COMMANDS:
-        _add_module(sub, name, help_text, module)
+        if wanted is None or wanted == name:
+            _add_module(sub, name, help_text, module)
+        else:
+            sub.add_parser(name, help=help_text)
+    add_commands(sub)  # status, events, pause, resume, drain, diagnose, config check, support-bundle, batch
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    wanted = argv[0] if argv and not argv[0].startswith("-") else None
+    args = build_parser(wanted).parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

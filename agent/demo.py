@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -48,6 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="end with one JSON line of figures")
     parser.add_argument("--state-dir", type=Path, help="keep the run's files here (default: a new temporary folder)")
     parser.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
+    # USB by default: at 115200 baud a colour panel takes 50 s of line time, as in the field,
+    # where card printers doing colour are on USB; serial remains for the technicians' path.
+    parser.add_argument("--transport", choices=("serial", "usb"), default="usb",
+                        help="how the agent reaches the virtual printers: USB (default) or a serial port (pty)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,6 +97,10 @@ class Demo:
         self.args = args
         self.root = Path(args.state_dir or tempfile.mkdtemp(prefix="printstation-demo-")).resolve()
         self.procs: list[tuple[str, subprocess.Popen]] = []
+        # Seams for `printstation bench`: extra agent options and a look at the agent process.
+        self.agent_args: list[str] = []
+        self.on_agent_started: Callable[[int], None] | None = None
+        self.before_stop: Callable[[], None] | None = None
 
     def run(self) -> DemoSummary:
         _check_pcscd()
@@ -101,9 +110,13 @@ class Demo:
             devices = self._start_simulator()
             upstream = self._start_upstream()
             config = self._write_config(devices, upstream)
-            self._start("agent", ["run", "--config", str(config)], self.root / "agent.log")
+            agent = self._start("agent", ["run", "--config", str(config), *self.agent_args], self.root / "agent.log")
+            if self.on_agent_started:
+                self.on_agent_started(agent.pid)
             outcomes = self._follow(upstream, started)
             wall_s = time.monotonic() - started
+            if self.before_stop:
+                self.before_stop()
         finally:
             self._stop_all()
             signal.signal(signal.SIGTERM, previous)
@@ -136,8 +149,9 @@ class Demo:
         spare = max(5, self.args.cards // 5)  # blanks for retries after a spoiled card
         per_printer = -(-self.args.cards // self.args.printers) + spare
         log_path = self.root / "simulator.log"
+        usb = ["--usb"] if self.args.transport == "usb" else []
         proc = self._start("simulator", ["simulate", "--state-dir", str(sim_dir), "--printers", str(self.args.printers),
-                                         "--cards", str(per_printer), "--speed", str(self.args.speed)], log_path)
+                                         "--cards", str(per_printer), "--speed", str(self.args.speed), *usb], log_path)
         devices = self._wait_for_file("virtual printer", proc, sim_dir / "devices.json", log_path)
         devices["cards_per_printer"] = per_printer
         return devices
@@ -159,7 +173,8 @@ class Demo:
             "[chip]", 'profile = "icao9303"', f"trust_anchors = {json.dumps(upstream['trust_anchors'])}", "",
         ]
         for printer in devices["printers"]:
-            lines += ["[[printers]]", f'name = "{printer["name"]}"', f'link = "serial://{printer["serial"]}?baud=115200"',
+            link = printer["usb"]["url"] if self.args.transport == "usb" else f"serial://{printer['serial']}?baud=115200"
+            lines += ["[[printers]]", f'name = "{printer["name"]}"', f'link = "{link}"',
                       f'reader = "{printer["reader"]}"', ""]
         path = self.root / "station.toml"
         path.write_text("\n".join(lines))

@@ -239,10 +239,12 @@ class Journal:
 
     # -- the card pipeline -----------------------------------------------------------------
 
-    def claim_next(self, printer: str, at: datetime | None = None) -> ClaimedJob | None:
+    def claim_next(self, printer: str, at: datetime | None = None, card_counter: int | None = None) -> ClaimedJob | None:
         """Take the next printable job for `printer` and write the intent before any byte moves.
 
-        Jobs whose lease or validity ran out are marked expired on the way.
+        `card_counter` is the printer's card counter read just before: the evidence recovery
+        compares with, to know whether the feed that follows happened. Jobs whose lease or
+        validity ran out are marked expired on the way.
         """
         now_dt = at or utcnow()
         now = stamp(now_dt)
@@ -258,8 +260,8 @@ class Journal:
                 attempt = db.execute("SELECT COUNT(*) FROM attempts WHERE job_id = ?", (job_id,)).fetchone()[0] + 1
                 db.execute("UPDATE jobs SET printer = ? WHERE job_id = ?", (printer, job_id))
                 db.execute(
-                    "INSERT INTO attempts(job_id, n, printer, started_at) VALUES (?, ?, ?, ?)",
-                    (job_id, attempt, printer, now),
+                    "INSERT INTO attempts(job_id, n, printer, card_counter_before, started_at) VALUES (?, ?, ?, ?, ?)",
+                    (job_id, attempt, printer, card_counter, now),
                 )
                 self._set_state(db, job_id, JobState.FEEDING, now, printer=printer, attempt=attempt)
                 payload = json.loads(db.execute("SELECT payload FROM jobs WHERE job_id = ?", (job_id,)).fetchone()[0])
@@ -272,12 +274,6 @@ class Journal:
         with self._tx() as db:
             db.execute("DELETE FROM attempts WHERE job_id = ? AND n = ?", (job_id, attempt))
             self._set_state(db, job_id, JobState.LEASED, now, reason=reason)
-
-    def note_counter(self, job_id: str, attempt: int, card_counter: int) -> None:
-        """The printer's card counter just before the feed: evidence for crash recovery."""
-        with self._tx() as db:
-            db.execute("UPDATE attempts SET card_counter_before = ? WHERE job_id = ? AND n = ?",
-                       (card_counter, job_id, attempt))
 
     def fed(self, job_id: str, attempt: int, printer: str, lot: str | None = None, at: datetime | None = None) -> None:
         """A blank left the hopper for this job: the ledger and the state move together.
@@ -610,3 +606,12 @@ class Journal:
             if isinstance(subject, dict):
                 subjects.append(subject)
         return subjects
+
+    def peek_printable(self, limit: int) -> list[tuple[str, dict]]:
+        """The next printable jobs in claim order, without claiming them (for rendering ahead)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT job_id, payload FROM jobs WHERE state = ? AND payload IS NOT NULL"
+                " ORDER BY priority DESC, received_at, job_id LIMIT ?", (JobState.LEASED.value, limit)
+            ).fetchall()
+        return [(job_id, json.loads(payload)) for job_id, payload in rows]

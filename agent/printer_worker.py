@@ -9,21 +9,27 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
 
 from agent.card_render import CardImageError, CardPanels, render_card
+from agent.chip.encoder_station import (DEFAULT_CARD_BUDGET_S, StationTimeouts, checks_as_json, encode_and_verify,
+                                        failure_checks)
 from agent.chip.profile import ChipError, ChipExpectation, ChipFailure, ChipProfile
 from agent.config import PrinterConfig
+from agent.crashpoints import CrashPoint, reached
 from agent.job import parse_job
-from agent.journal import ClaimedJob, Journal, JobState, utcnow
+from agent.journal import ClaimedJob, Journal, JournalError, JobState, utcnow
 from agent.recovery import recover
+from agent.render_ahead import RenderAhead
+from agent.stage_clock import StageClock
 from drivers.evolis import EvolisPrinter
 from drivers.faults import Fault
 from drivers.link import open_link
 from drivers.printer_errors import CommandRejected, PrinterError
-from drivers.pcsc import PcscError, PcscReader, PcscServiceUnavailable, ReaderUnavailable
+from drivers.pcsc import PcscError, PcscReader
 
 log = structlog.get_logger("printer")
 
@@ -41,6 +47,12 @@ class WorkerState:
     job_id: str | None = None
     printed: int = 0
     spoiled: int = 0
+    faults: tuple[str, ...] = ()   # Fault values behind `reasons`, for operator texts
+    model: str | None = None
+    serial: str | None = None
+    firmware: str | None = None
+    ribbon_left: int | None = None
+    card_counter: int | None = None
 
 
 class PrinterPaused(Exception):
@@ -57,23 +69,43 @@ class ReaderLost(Exception):
 
 
 READER_UNAVAILABLE = "reader-unavailable"
+# Ribbon and counters for the status screen and telemetry: fresh enough at this age, and not
+# worth three queries between every two cards.
+COUNTERS_EVERY_S = 30.0
+STATUS_POLL_WHILE_PAUSED_S = 0.5
+JOURNAL_UNWRITABLE = "journal-unwritable"
 
 
 class PrinterWorker:
     def __init__(self, config: PrinterConfig, journal: Journal, profile: ChipProfile, *, depth: int,
-                 card_wait_s: float, work: threading.Condition, language: str = "id") -> None:
+                 card_wait_s: float, work: threading.Condition, language: str = "id",
+                 card_budget_s: float = DEFAULT_CARD_BUDGET_S, render_ahead: RenderAhead | None = None) -> None:
         self.config = config
+        self.render_ahead = render_ahead
         self.name = config.name
         self.journal = journal
         self.profile = profile
         self.depth = depth
         self.card_wait_s = card_wait_s
+        self.timeouts = StationTimeouts(card_wait_s=card_wait_s, card_budget_s=card_budget_s)
         self.work = work
         self.language = language
         self.reader = PcscReader(config.reader)
         self.printer: EvolisPrinter | None = None
         self.reader_lost = False
         self.view = WorkerState(config.name)
+        # Held around every exchange with the printer, so that `diagnose` through the control
+        # socket can use the same link between two cards without interleaving commands.
+        self.link_lock = threading.RLock()
+        self.trace_sink: Callable[[str, bytes], None] | None = None
+        # Set by the operator (pause, drain): no new card starts; the card in progress finishes.
+        self.paused = threading.Event()
+        # The station's other reasons to hold jobs (outside the print windows); None when free.
+        self.hold_reason: Callable[[], str | None] = lambda: None
+        # A card the printer would not take to the reject box (jam, cover open, box full): it is
+        # rejected with its own reason once the printer is ready, rather than as "interrupted".
+        self._stuck: tuple[str, int, str, list[dict] | None] | None = None
+        self._counters_due = 0.0
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -87,17 +119,28 @@ class PrinterWorker:
                 self._wait_until_ready(stop)
                 if self.reader_lost:
                     self._wait_for_reader(stop)
+                self._finish_stuck_reject()
                 if self.journal.active_jobs(self.name):
                     self._recover()  # a card was interrupted (fault, link): resolve it from evidence
-                claimed = self.journal.claim_next(self.name)
+                hold = "paused" if self.paused.is_set() else self.hold_reason()
+                if hold is not None:
+                    self._set_view("stopped", (hold,))
+                    with self.work:
+                        self.work.wait(timeout=5.0)  # woken by resume and by new jobs
+                    continue
+                with self.link_lock:
+                    counter = self.printer.card_count()
+                claimed = self.journal.claim_next(self.name, card_counter=counter)
                 if claimed is None:
+                    self._counters_due = 0.0  # idle: the next look at the printer refreshes its counters
                     self._set_view("idle")
                     with self.work:
                         self.work.wait(timeout=5.0)  # woken when intake adds jobs
                     continue
                 with self.work:
                     self.work.notify_all()  # intake tops up the prefetch
-                self._print(claimed)
+                with self.link_lock:
+                    self._print(claimed)
             except CommandRejected as exc:
                 # Refused outside a card (status, recovery): wait for the condition to clear.
                 log.warning("printer-refused", printer=self.name, command=exc.command, reply=exc.reply)
@@ -109,41 +152,78 @@ class PrinterWorker:
                 delay = min(delay * 2, 30.0)
             except (PrinterPaused, ReaderLost):
                 stop.wait(1.0)
+            except JournalError as exc:
+                # Nothing may move that the journal cannot record first: stop feeding until it can write.
+                self._set_view("stopped", (JOURNAL_UNWRITABLE,))
+                log.error("printer-paused", printer=self.name, fault=JOURNAL_UNWRITABLE, error=str(exc),
+                          remedy="free space on the journal's disk or make it writable; printing resumes by itself")
+                stop.wait(2.0)
         if self.printer is not None:
             self.printer.close()
 
     def _connect(self) -> None:
-        link = open_link(self.config.link)
-        printer = EvolisPrinter(link)
-        identity = printer.identity()
-        log.info("printer-connected", printer=self.name, model=identity.model, serial=identity.serial,
-                 firmware=identity.firmware)
-        self.printer = printer
-        self._recover()
+        with self.link_lock:
+            link = open_link(self.config.link, trace=self._trace)
+            printer = EvolisPrinter(link)
+            identity = printer.identity()
+            log.info("printer-connected", printer=self.name, model=identity.model, serial=identity.serial,
+                     firmware=identity.firmware)
+            self.view.model, self.view.serial, self.view.firmware = identity.model, identity.serial, identity.firmware
+            self.printer = printer
+            self._recover()
+
+    def _trace(self, direction: str, data: bytes) -> None:
+        sink = self.trace_sink
+        if sink is not None:
+            sink(direction, data)
+
+    def _read_status(self):
+        """The printer's status between two cards, and now and then its counters for the status screen."""
+        assert self.printer is not None
+        with self.link_lock:
+            status = self.printer.status()
+            if time.monotonic() >= self._counters_due:
+                counters = self.printer.counters()
+                self.view.ribbon_left, self.view.card_counter = counters.ribbon_left, counters.cards
+                self._counters_due = time.monotonic() + COUNTERS_EVERY_S
+        return status
 
     def _recover(self) -> None:
         assert self.printer is not None
-        for outcome in recover(self.journal, self.printer, self.name):
-            log.warning("recovered", printer=self.name, **outcome)
+        with self.link_lock:
+            for outcome in recover(self.journal, self.printer, self.name):
+                log.warning("recovered", printer=self.name, **outcome)
+
+    def _finish_stuck_reject(self) -> None:
+        """Reject the card the printer refused to reject earlier, with the reason it had then."""
+        stuck, self._stuck = self._stuck, None
+        if stuck is None or self.printer is None:
+            return
+        with self.link_lock:
+            if self.printer.card_present():
+                self._reject(*stuck)
+        # No card inside: someone took it out by hand; recovery settles the job from evidence.
 
     def _drop_link(self, exc: Exception) -> None:
         if self.printer is not None:
             self.printer.close()
             self.printer = None
-        self._set_view("stopped", (Fault.LINK_LOST.ipp_reason,))
+        self._set_view("stopped", (Fault.LINK_LOST.ipp_reason,), faults=(Fault.LINK_LOST.value,))
         log.error("printer-link-lost", printer=self.name, error=str(exc),
                   message=Fault.LINK_LOST.message(self.language), remedy=Fault.LINK_LOST.remedy(self.language))
 
     def _wait_until_ready(self, stop: threading.Event) -> None:
         """Pause while the printer reports a blocking fault; resume by itself when it clears."""
         assert self.printer is not None
-        status = self.printer.status()
+        status = self._read_status()
         if not status.blocking:
             return
         self._alert(status.faults)
         while not stop.is_set():
-            stop.wait(1.0)
-            status = self.printer.status()
+            # The printer says when a fault starts, not when it clears: ask twice a second, so a
+            # cooled head or a closed cover costs at most half a second of printing.
+            stop.wait(STATUS_POLL_WHILE_PAUSED_S)
+            status = self._read_status()
             if not status.blocking:
                 log.info("printer-resumed", printer=self.name)
                 return
@@ -156,7 +236,8 @@ class PrinterWorker:
                 self.reader.check()
             except PcscError as exc:
                 self._set_view("stopped", (READER_UNAVAILABLE,))
-                log.warning("printer-paused", printer=self.name, fault=READER_UNAVAILABLE, error=str(exc))
+                log.warning("printer-paused", printer=self.name, fault=READER_UNAVAILABLE, error=str(exc),
+                            code=exc.code_name, remedy=exc.remedy)
                 stop.wait(2.0)
                 continue
             log.info("reader-back", printer=self.name, reader=self.config.reader)
@@ -165,42 +246,54 @@ class PrinterWorker:
         raise ReaderLost(self.config.reader)
 
     def _alert(self, faults: frozenset[Fault]) -> None:
-        self._set_view("stopped", tuple(sorted(f.ipp_reason for f in faults)))
+        self._set_view("stopped", tuple(sorted(f.ipp_reason for f in faults)),
+                       faults=tuple(sorted(f.value for f in faults)))
         for fault in sorted(faults, key=lambda f: f.name):
             log.warning("printer-paused", printer=self.name, fault=fault.name.lower(),
                         message=fault.message(self.language), remedy=fault.remedy(self.language))
 
-    def _set_view(self, state: str, reasons: tuple[str, ...] = (), job_id: str | None = None) -> None:
-        self.view.state, self.view.reasons, self.view.job_id = state, reasons, job_id
+    def _set_view(self, state: str, reasons: tuple[str, ...] = (), job_id: str | None = None,
+                  faults: tuple[str, ...] = ()) -> None:
+        self.view.state, self.view.reasons, self.view.job_id, self.view.faults = state, reasons, job_id, faults
 
     # -- one card -----------------------------------------------------------------------------
 
     def _print(self, claimed: ClaimedJob) -> None:
         assert self.printer is not None
         printer = self.printer
+        clock = StageClock()
         job = parse_job(claimed.payload)
         self._set_view("processing", job_id=job.job_id)
         started = time.monotonic()
+        if self.render_ahead is not None:
+            self.render_ahead.prepare_next()  # the next cards render while this one is in the printer
         try:
-            panels = render_card(job.front_png, job.back_png, depth=self.depth)
+            with clock.stage("render"):
+                panels = self.render_ahead.panels(job) if self.render_ahead else render_card(
+                    job.front_png, job.back_png, depth=self.depth)
         except CardImageError as exc:
             log.error("card-image-unusable", job_id=job.job_id, reason=str(exc))
             self.journal.give_up(job.job_id, claimed.attempt, f"bad-card-image: {exc}")
             return
-        self.journal.note_counter(job.job_id, claimed.attempt, printer.counters().cards)
+        reached(CrashPoint.BEFORE_FEED)
         try:
-            printer.start_sequence()
-            printer.feed_to_contactless()
+            with clock.stage("feed"):
+                printer.start_sequence()
+                printer.feed_to_contactless()
+            reached(CrashPoint.AFTER_FEED)
         except CommandRejected as exc:
             # Nothing left the hopper: the job waits for the printer, no blank is counted.
             self.journal.unclaim(job.job_id, claimed.attempt, reason=f"feed-refused: {exc.reply}")
             faults = frozenset({exc.fault}) if exc.fault else frozenset()
             self._alert(faults)
             raise PrinterPaused(faults, exc.reply) from None
-        self.journal.fed(job.job_id, claimed.attempt, self.name)
+        with clock.stage("journal"):
+            self.journal.fed(job.job_id, claimed.attempt, self.name)
+        reached(CrashPoint.AFTER_FED)
         try:
             try:
-                failure = self._encode_and_verify(job, claimed)
+                with clock.stage("chip"):
+                    failure = self._encode_and_verify(job, claimed)
             except ReaderLost as exc:
                 self.reader_lost = True
                 log.error("reader-lost", printer=self.name, reader=self.config.reader, error=str(exc))
@@ -210,49 +303,63 @@ class PrinterWorker:
             if failure is not None:
                 self._reject(job.job_id, claimed.attempt, failure[0], failure[1])
                 return
-            self.journal.advance(job.job_id, JobState.PRINTING)
-            self._send_panels(panels)
-            self.journal.advance(job.job_id, JobState.EJECTING)
-            printer.eject()
+            reached(CrashPoint.AFTER_VERIFY)
+            with clock.stage("journal"):
+                self.journal.advance(job.job_id, JobState.PRINTING)
+            with clock.stage("panels"):
+                self._send_panels(panels)
+            with clock.stage("journal"):
+                self.journal.advance(job.job_id, JobState.EJECTING)
+            reached(CrashPoint.BEFORE_EJECT)
+            with clock.stage("eject"):
+                printer.eject()
+            reached(CrashPoint.AFTER_EJECT_BEFORE_JOURNAL)
         except CommandRejected as exc:
             faults = frozenset({exc.fault}) if exc.fault else frozenset()
             self._alert(faults)
-            reason = f"{PRINTER_FAULT_REASON}:{exc.fault.name.lower() if exc.fault else exc.reply}"
-            try:
-                self._reject(job.job_id, claimed.attempt, reason)
-            except CommandRejected:
-                pass  # the card is stuck: once the fault clears, recovery resolves it from evidence
+            if self._stuck is None:  # else the reject itself was refused: the card keeps its first reason
+                reason = f"{PRINTER_FAULT_REASON}:{exc.fault.name.lower() if exc.fault else exc.reply}"
+                try:
+                    self._reject(job.job_id, claimed.attempt, reason)
+                except CommandRejected:
+                    pass  # the card is stuck: rejected once the fault clears (_finish_stuck_reject)
             raise PrinterPaused(faults, exc.reply) from None
-        self.journal.printed(job.job_id, claimed.attempt, printer.counters().cards)
+        with clock.stage("counters"):
+            after = printer.counters()  # the ribbon too: the status screen, metrics and reports show it
+        self.view.card_counter, self.view.ribbon_left = after.cards, after.ribbon_left
+        with clock.stage("journal"):
+            self.journal.printed(job.job_id, claimed.attempt, after.cards)
+        reached(CrashPoint.AFTER_PRINTED)
         self.view.printed += 1
         log.info("card-printed", printer=self.name, job_id=job.job_id, attempt=claimed.attempt,
-                 seconds=round(time.monotonic() - started, 2))
+                 seconds=round(time.monotonic() - started, 2), stages_ms=clock.as_ms())
 
     def _encode_and_verify(self, job, claimed: ClaimedJob) -> tuple[str, list[dict]] | None:
-        """Write the chip and prove it holds exactly this job's data. None when good, else (reason, checks)."""
+        """Write the chip and prove it holds exactly this job's data. None when good, else (reason, checks).
+
+        Raises ReaderLost when the reader or pcscd failed (not the card's fault).
+        """
         expected = ChipExpectation(document_number=job.subject.document_number, nik=job.subject.nik, name=job.subject.name)
         try:
-            self.reader.wait_for_card(self.card_wait_s)
-            with self.reader.connect(exclusive=True) as session:
-                self.profile.encode(session, job.chip_files)
-                verdict = self.profile.verify(session, expected, utcnow())
+            verdict = encode_and_verify(self.reader, self.profile, job.chip_files, expected, utcnow(), self.timeouts,
+                                        after_encode=lambda: reached(CrashPoint.AFTER_ENCODE))
         except ChipError as exc:
-            return exc.failure.value, []
-        except (ReaderUnavailable, PcscServiceUnavailable) as exc:
-            raise ReaderLost(str(exc)) from exc
-        except PcscError:
-            # No card seen, card gone, or no answer: the chip (or its placement) failed.
-            return ChipFailure.CHIP_MUTE.value, []
+            # Mute, slow, removed, refused writes: one reason each, and the plain message as the check.
+            return exc.failure.value, checks_as_json(failure_checks(exc))
+        except PcscError as exc:
+            # Classified by its PC/SC code in drivers/pcsc.py: whatever is left is the reader's or pcscd's.
+            raise ReaderLost(f"{exc.message} ({exc.code_name}); {exc.remedy}") from exc
         if verdict.ok:
             return None
-        checks = [{"name": c.name, "verdict": c.verdict.value, "reason": c.reason} for c in verdict.checks]
-        return (verdict.failure or ChipFailure.UNREADABLE_FILE).value, checks
+        return (verdict.failure or ChipFailure.UNREADABLE_FILE).value, checks_as_json(verdict.checks)
 
     def _send_panels(self, panels: CardPanels) -> None:
         assert self.printer is not None
         self.printer.front()
-        for panel in panels.front:
+        for i, panel in enumerate(panels.front):
             self.printer.download(panel)
+            if i == 0:
+                reached(CrashPoint.MID_PANELS)
         if panels.back:
             self.printer.back()
             for panel in panels.back:
@@ -262,8 +369,13 @@ class PrinterWorker:
         """Send the card to the reject box, then record it spoiled; the job retries on a fresh blank."""
         assert self.printer is not None
         self.journal.advance(job_id, JobState.REJECTING, reason=reason)
+        reached(CrashPoint.BEFORE_REJECT)
+        self._stuck = (job_id, attempt, reason, checks)
         self.printer.reject()
+        self._stuck = None
+        reached(CrashPoint.AFTER_REJECT_BEFORE_JOURNAL)
         new_state = self.journal.spoiled(job_id, attempt, reason, checks)
         self.view.spoiled += 1
+        self._counters_due = 0.0  # a spoiled card may have used ribbon: refresh before the next card
         log.warning("card-spoiled", printer=self.name, job_id=job_id, attempt=attempt, reason=reason,
                     next=new_state.value)

@@ -10,12 +10,17 @@ import structlog
 
 from agent.chip.profile import load_profile
 from agent.config import ConfigError, StationConfig
-from agent.intake import Intake
+from agent.control_socket import ControlPanel
+from agent.forecast import schedule_for
+from agent.intake import Intake, prefetch_for
 from agent.job_signature import AuthorityKeys
 from agent.journal import Journal
+from agent.metrics import MetricsEndpoint, read_station
 from agent.outbox_sender import OutboxSender
 from agent.printer_worker import PrinterWorker
+from agent.render_ahead import RenderAhead
 from agent.sd_notify import Notifier
+from agent.telemetry import PrinterReading, TelemetryReporter
 from agent.upstream_client import UpstreamClient
 
 log = structlog.get_logger("station")
@@ -30,26 +35,43 @@ class Station:
         except ValueError as exc:
             raise ConfigError(f"{config.source}: {exc}") from None
         self.journal = Journal(config.journal, config.station_id, config.max_attempts)
-        self.client = UpstreamClient(config.upstream, config.station_id)
+        try:
+            self.client = UpstreamClient(config.upstream, config.station_id)
+        except OSError as exc:  # ssl.SSLError included: a CA or client certificate file that cannot be used
+            raise ConfigError(f"{config.source}: upstream TLS files: {exc}. Fix: check upstream.ca_file, "
+                              "client_cert and client_key (PEM)") from None
         self.stop = threading.Event()
         self.work = threading.Condition()
-        self.intake = Intake(self.journal, self.client, self.keys, prefetch=config.upstream.prefetch,
-                             lease_max=config.upstream.lease_max, wait_s=config.upstream.wait_s, work=self.work)
+        self.intake = Intake(self.journal, self.client, self.keys,
+                             prefetch=prefetch_for(config.upstream, len(config.printers)),
+                             lease_max=config.upstream.lease_max, wait_s=config.upstream.wait_s, work=self.work,
+                             renew_margin_s=config.upstream.renew_margin_s, limits=config.limits)
         self.outbox = OutboxSender(self.journal, self.client)
+        self.render_ahead = RenderAhead(self.journal, depth=config.panel_depth, lookahead=len(config.printers))
         self.workers = [
             PrinterWorker(p, self.journal, self.profile, depth=config.panel_depth, card_wait_s=config.chip.card_wait_s,
-                          work=self.work, language=config.language)
+                          work=self.work, language=config.language, card_budget_s=config.chip.card_budget_s,
+                          render_ahead=self.render_ahead)
             for p in config.printers
         ]
+        # One notion of print hours: the windows that hold jobs are the hours every forecast spends stock in.
+        self.schedule = schedule_for(config.windows)
+        self.control = ControlPanel(self)
+        self.telemetry = TelemetryReporter(self.journal, self.printer_readings, config.stock, self.schedule)
+        self.metrics = MetricsEndpoint(config.metrics, lambda: read_station(self)) if config.metrics else None
 
     def run(self) -> int:
         """Run until SIGTERM/SIGINT; returns the process exit code."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop.set())
-        threads = [self._thread("intake", self.intake.run), self._thread("outbox", self.outbox.run)]
+        threads = [self._thread("intake", self.intake.run), self._thread("outbox", self.outbox.run),
+                   self._thread("telemetry", self.telemetry.run)]
         threads += [self._thread(f"printer-{w.name}", w.run) for w in self.workers]
         log.info("station-ready", station=self.config.station_id, printers=[w.name for w in self.workers],
                  journal=str(self.config.journal))
+        self.control.start()
+        if self.metrics is not None:
+            self.metrics.start()
         notifier = Notifier()
         notifier.ready(self.summary())
         tick = min(1.0, notifier.watchdog_interval_s or 1.0)
@@ -68,17 +90,27 @@ class Station:
         self.journal.outbox_ready.set()
         for thread in threads:
             thread.join(timeout=30)
+        self.control.close()
+        if self.metrics is not None:
+            self.metrics.close()
+        self.render_ahead.close()
         self.client.close()
         self.journal.close()
         log.info("station-stopped")
         return 0
+
+    def printer_readings(self) -> list[PrinterReading]:
+        """Each printer as its worker last saw it, for telemetry."""
+        return [PrinterReading(w.name, w.view.state, w.view.reasons, w.view.ribbon_left, w.view.card_counter)
+                for w in self.workers]
 
     def summary(self) -> str:
         """One line for `systemctl status`: what each printer does, and what waits."""
         printers = ", ".join(f"{w.name} {w.view.state}" + (f" ({' '.join(w.view.reasons)})" if w.view.reasons else "")
                              for w in self.workers)
         return (f"{printers}; {self.journal.printable_count()} jobs waiting; "
-                f"{self.journal.outbox_backlog()} reports to send; upstream {'online' if self.intake.online else 'offline'}")
+                f"{self.journal.outbox_backlog()} reports to send; upstream {'online' if self.intake.online else 'offline'}"
+                f"{self.control.summary()}")
 
     def _thread(self, name: str, target: Callable[[threading.Event], None]) -> threading.Thread:
         def body() -> None:

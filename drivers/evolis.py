@@ -151,6 +151,10 @@ class EvolisPrinter:
             ribbon_left=self._count("Rco;l"),
         )
 
+    def card_count(self) -> int:
+        """Cards inserted so far (persistent): one query, for the journal's evidence around each card."""
+        return self._count("Rco;c")
+
     def status(self) -> PrinterStatus:
         """The status words, decoded."""
         return parse_status(self._value("Rst"))

@@ -87,13 +87,16 @@ class LinkClock:
         self._done_at = 0.0
         self._lock = threading.Lock()
         self.bytes_carried = 0
+        self.seconds_charged = 0.0  # line time so far (divided by the speed factor): the printer's, not the host's
 
     def charge(self, size: int) -> None:
         """Block until `size` more bytes have crossed the link."""
         with self._lock:
             now = time.monotonic()
-            self._done_at = max(self._done_at, now) + self.bandwidth.seconds(size) / self.speed
+            line_time = self.bandwidth.seconds(size) / self.speed
+            self._done_at = max(self._done_at, now) + line_time
             self.bytes_carried += size
+            self.seconds_charged += line_time
             wait = self._done_at - now
         if wait >= MIN_SLEEP_S:
             self._sleep(wait)

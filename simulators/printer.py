@@ -195,6 +195,27 @@ class CardInside:
     images: list[PanelImage] = field(default_factory=list)
 
 
+@dataclass
+class CardTiming:
+    """The printer's own time spent on one card, so a benchmark can set the agent against it.
+
+    mechanics: movements and printing (divided by the speed factor); link: panel transfer time
+    not hidden behind printing; reader: waiting for pcscd to see the chip come and go; cooling:
+    the head cooling down (duty cycle) before this card could start.
+    """
+
+    fed_at: datetime
+    mechanics_s: float = 0.0
+    reader_s: float = 0.0
+    link_s: float = 0.0
+    cooling_s: float = 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {"fed_at": self.fed_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "modelled_s": {"mechanics": round(self.mechanics_s, 4), "link": round(self.link_s, 4),
+                               "reader": round(self.reader_s, 4), "cooling": round(self.cooling_s, 4)}}
+
+
 @dataclass(frozen=True)
 class CardLeft:
     """One card leaving the printer: what a `cards.jsonl` line records."""
@@ -206,6 +227,7 @@ class CardLeft:
     document_number: str | None
     panels: tuple[str, ...]
     images: tuple[PanelImage, ...] = ()
+    timing: CardTiming | None = None
 
 
 @dataclass(frozen=True)
@@ -347,6 +369,7 @@ class Printer:
         duty_cycle: DutyCycle = DutyCycle(),
         on_card_fed: Callable[[int], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        link_seconds: Callable[[], float] = lambda: 0.0,
     ) -> None:
         if speed <= 0:
             raise ValueError(f"speed must be above 0, not {speed}")
@@ -373,6 +396,12 @@ class Printer:
         self._busy = False
         self._chip_presented = False
         self._inbox: queue.SimpleQueue[_Call] = queue.SimpleQueue()
+        self._link_seconds = link_seconds
+        self._timing: CardTiming | None = None
+        self._cooling_owed_s = 0.0
+        self._printing_until = 0.0   # monotonic time the panel now printing is done
+        self._previous_panel_s = 0.0
+        self._link_mark = 0.0        # link seconds when the last panel (or side) was taken
 
     # -- other threads ------------------------------------------------------------------------
 
@@ -447,8 +476,15 @@ class Printer:
             log.info("%s: head cooled down, ready again", self.name)
         elif not self._cooling and heat >= self._duty.stop_at:
             self._cooling = True
+            self._owe_cooling(heat)
             log.info("%s: head too hot, cooling", self.name)
         return self._cooling
+
+    def _owe_cooling(self, heat: float) -> None:
+        """The head needs this long to cool; it is the printer's own time, charged to the next card."""
+        rate = self._duty.cooling_per_s * self._speed
+        if rate > 0:
+            self._cooling_owed_s += max(0.0, heat - self._duty.resume_at) / rate
 
     def head_heat(self) -> float:
         """The head's heat now, after the cooling since it was last looked at."""
@@ -535,6 +571,8 @@ class Printer:
         """The head is suddenly too hot: the printer cools down before the next card."""
         self.head_heat()
         self._heat = max(self._heat, self._duty.stop_at)
+        if not self._cooling:
+            self._owe_cooling(self._heat)
         self._cooling = True
 
     def load_ribbon(self, cards: int) -> None:
@@ -602,6 +640,8 @@ class Printer:
         seconds = self._timings.feed
         if station is Station.PRINT:
             seconds += self._timings.move_to_print
+        self._timing = CardTiming(fed_at=datetime.now(timezone.utc), cooling_s=self._cooling_owed_s)
+        self._cooling_owed_s = 0.0
         self._move(seconds)
         s = self._state
         serial = f"BLK-{self.name}-{s.next_blank_number:06d}"
@@ -625,7 +665,10 @@ class Printer:
         card = self._require_card()
         self._require_mechanics()
         self._to_print_position(card)
+        self._finish_printing()
         self._state.side = side
+        self._previous_panel_s = 0.0  # the first panel of a side has nothing to hide its transfer behind
+        self._link_mark = self._link_seconds()
         self._save()
 
     def print_panel(self, panel: Panel, depth: int = 2, data: bytes = b"") -> None:
@@ -641,7 +684,12 @@ class Printer:
         if first_panel and self._state.ribbon_remaining == 0:
             raise PrinterRefused(Refusal.RIBBON_ENDED)
         self._to_print_position(card)
-        self._move(self._timings.panel(panel))
+        # Downloading a panel starts printing it once the previous one is done, and the answer
+        # comes then: the next panel's bytes cross the link while this one prints.
+        self._finish_printing()
+        printing_s = self._timings.panel(panel) / self._speed
+        self._printing_until = time.monotonic() + printing_s
+        self._account_panel(printing_s)
         s = self._state
         card.panels.append(f"{s.side.value}:{panel.value}")
         if data:
@@ -763,9 +811,28 @@ class Printer:
 
     def _move(self, seconds: float) -> None:
         """Spend `seconds` of printer time; actions from other threads still run meanwhile."""
+        self._finish_printing()
+        if self._timing is not None:
+            self._timing.mechanics_s += seconds / self._speed
+        self._wait_until(time.monotonic() + seconds / self._speed)
+
+    def _account_panel(self, printing_s: float) -> None:
+        """The printer's own time for a panel: its printing, and the part of its transfer that no
+        printing of the panel before could hide (what an infinitely quick host would still wait)."""
+        link_now = self._link_seconds()
+        transfer_s, self._link_mark = link_now - self._link_mark, link_now
+        if self._timing is not None:
+            self._timing.mechanics_s += printing_s
+            self._timing.link_s += max(0.0, transfer_s - self._previous_panel_s)
+        self._previous_panel_s = printing_s
+
+    def _finish_printing(self) -> None:
+        """Let the panel being printed finish before anything else moves."""
+        self._wait_until(self._printing_until)
+
+    def _wait_until(self, deadline: float) -> None:
         self._busy = True
         try:
-            deadline = time.monotonic() + seconds / self._speed
             while True:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -781,6 +848,7 @@ class Printer:
         s.card = None
         s.sequence_open = False
         s.side = Side.FRONT
+        timing, self._timing = self._timing, None
         self._on_card_left(
             CardLeft(
                 at=datetime.now(timezone.utc),
@@ -790,12 +858,14 @@ class Printer:
                 document_number=card.chip.document_number(),
                 panels=tuple(card.panels),
                 images=tuple(card.images),
+                timing=timing,
             )
         )
         self._save()
         log.info("%s: %s left to the %s (%d panels)", self.name, card.blank_serial, bin_.value, len(card.panels))
 
     def _present_chip(self, card: CardInside) -> None:
+        started = time.monotonic()
         try:
             self._reader.insert(card.chip)
         except OSError as e:
@@ -803,12 +873,18 @@ class Printer:
             # card on the reader and rejects it, as with real hardware.
             log.warning("%s: the encoder reader did not take the chip of %s: %s", self.name, card.blank_serial, e)
             return
+        finally:
+            if self._timing is not None:
+                self._timing.reader_s += time.monotonic() - started
         self._chip_presented = True
 
     def _withdraw_chip(self) -> None:
         if self._chip_presented:
+            started = time.monotonic()
             self._reader.remove()
             self._chip_presented = False
+            if self._timing is not None:
+                self._timing.reader_s += time.monotonic() - started
 
     def _save(self) -> None:
         self._persist(self._state)

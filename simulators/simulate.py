@@ -152,6 +152,7 @@ class CardLog:
             "document_number": card.document_number,
             "panels": list(card.panels),
             "png": png,
+            **(card.timing.as_json() if card.timing is not None else {}),
         }
         data = (json.dumps(line, separators=(",", ":")) + "\n").encode("utf-8")
         fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -346,6 +347,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         for plan, state_file, state in zip(plans, states, loaded):
             reader = WatchedReader(VpcdCard(plan.vpcd_port), plan.reader)
+            serial_clock = LinkClock(Bandwidth.serial(args.serial_baud), args.speed)
+            usb_clock = LinkClock(Bandwidth.usb(UsbSpeed(args.usb_speed)), args.speed) if args.usb else None
             printer = Printer(
                 plan.name,
                 state,
@@ -360,13 +363,13 @@ def run(args: argparse.Namespace) -> int:
                 capacities=capacities,
                 duty_cycle=duty,
                 on_card_fed=_scheduled(plan.name, schedule.get(plan.name, {}), targets),
+                link_seconds=lambda sc=serial_clock, uc=usb_clock: sc.seconds_charged + (uc.seconds_charged if uc else 0.0),
             )
             state_file.save(state)
             printer.power_on()
             port = StablePort(state_dir / "dev" / plan.name)
             line = LineFaults()
             targets[plan.name] = PrinterTarget(printer, port, line, reader)
-            serial_clock = LinkClock(Bandwidth.serial(args.serial_baud), args.speed)
             thread = threading.Thread(
                 target=_serve_until_stopped,
                 args=(PacedLink(port, serial_clock), EvolisServer(printer, line_faults=line), stop, failed),
@@ -380,7 +383,7 @@ def run(args: argparse.Namespace) -> int:
                     relay_socket_path(state_dir, plan.name),
                     UsbIdentity(VIRTUAL_VENDOR_ID, VIRTUAL_PRODUCT_ID, "Evolis", printer.identity.model,
                                 printer.identity.serial_number, UsbSpeed(args.usb_speed)),
-                    LinkClock(Bandwidth.usb(UsbSpeed(args.usb_speed)), args.speed),
+                    usb_clock,
                 )
                 running[-1].usb = usb
                 usb.plug()

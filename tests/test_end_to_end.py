@@ -9,9 +9,10 @@ import sys
 from collections import Counter
 
 
-def test_demo_prints_every_job_once_through_the_real_pcscd(pcscd, tmp_path):
+def test_demo_over_serial_prints_every_job_once_through_the_real_pcscd(pcscd, tmp_path):
     run = subprocess.run(
-        [sys.executable, "-m", "agent", "demo", "--cards", "6", "--speed", "100", "--json", "--state-dir", str(tmp_path)],
+        [sys.executable, "-m", "agent", "demo", "--cards", "6", "--speed", "100", "--transport", "serial", "--json",
+         "--state-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=300,
     )
     assert run.returncode == 0, run.stderr[-3000:]
