@@ -36,6 +36,7 @@ class UpstreamConfig:
     outage_hours: float = 0.0
     cards_per_hour: float = 150.0      # one printer's rate, to turn hours into jobs
     renew_margin_s: float = 900.0      # renew a lease when it has less than this left
+    retry_max_s: float = 60.0          # longest wait between two tries to reach upstream
     ca_file: Path | None = None        # CA bundle for the server's certificate; None: the system store
     client_cert: Path | None = None    # TLS client certificate (PEM), instead of or beside the token
     client_key: Path | None = None
@@ -289,6 +290,7 @@ def _load(path: Path, *, collect: bool) -> tuple[StationConfig, list[ConfigError
             outage_hours=float(r.get(upstream, "outage_hours", "upstream", (int, float), default=0.0)),
             cards_per_hour=float(r.get(upstream, "cards_per_hour", "upstream", (int, float), default=150.0)),
             renew_margin_s=float(r.get(upstream, "renew_margin_s", "upstream", (int, float), default=900.0)),
+            retry_max_s=float(r.get(upstream, "retry_max_s", "upstream", (int, float), default=60.0)),
             **tls_files,
             max_answer_bytes=int(r.get(limits, "max_answer_mb", "limits", (int, float), default=64) * 1024 * 1024),
         ),

@@ -35,8 +35,9 @@ class Intake:
 
     def __init__(self, journal: Journal, client: UpstreamClient, keys: AuthorityKeys, *, prefetch: int,
                  lease_max: int, wait_s: float, work: threading.Condition, renew_margin_s: float = 900.0,
-                 limits: JobLimits = DEFAULT_LIMITS) -> None:
+                 limits: JobLimits = DEFAULT_LIMITS, retry_max_s: float = 60.0) -> None:
         self.journal = journal
+        self.retry_max_s = retry_max_s
         self.limits = limits
         self.client = client
         self.keys = keys
@@ -65,7 +66,7 @@ class Intake:
                                 printable_jobs=self.journal.printable_count())
                 self.online = False
                 stop.wait(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, 60.0)
+                delay = min(delay * 2, self.retry_max_s)
                 continue
             except JournalError as exc:
                 log.error("intake-paused", fault="journal-unwritable", error=str(exc),

@@ -24,9 +24,10 @@ def backoff_delay(tries: int, *, base: float = 0.5, cap: float = MAX_BACKOFF_S) 
 
 
 class OutboxSender:
-    def __init__(self, journal: Journal, client: UpstreamClient) -> None:
+    def __init__(self, journal: Journal, client: UpstreamClient, *, max_backoff_s: float = MAX_BACKOFF_S) -> None:
         self.journal = journal
         self.client = client
+        self.max_backoff_s = max_backoff_s
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -58,7 +59,7 @@ class OutboxSender:
                 if failures == 1:
                     log.warning("outbox-waiting-for-upstream", error=str(exc), backlog=self.journal.outbox_backlog(),
                                 remedy="check the network, and the station's token if upstream refuses it")
-                stop.wait(backoff_delay(failures))
+                stop.wait(backoff_delay(failures, cap=self.max_backoff_s))
                 continue
             if failures:
                 log.info("outbox-upstream-back", backlog=self.journal.outbox_backlog())

@@ -45,8 +45,9 @@ class Station:
         self.intake = Intake(self.journal, self.client, self.keys,
                              prefetch=prefetch_for(config.upstream, len(config.printers)),
                              lease_max=config.upstream.lease_max, wait_s=config.upstream.wait_s, work=self.work,
-                             renew_margin_s=config.upstream.renew_margin_s, limits=config.limits)
-        self.outbox = OutboxSender(self.journal, self.client)
+                             renew_margin_s=config.upstream.renew_margin_s, limits=config.limits,
+                             retry_max_s=config.upstream.retry_max_s)
+        self.outbox = OutboxSender(self.journal, self.client, max_backoff_s=config.upstream.retry_max_s)
         self.render_ahead = RenderAhead(self.journal, depth=config.panel_depth, lookahead=len(config.printers))
         self.workers = [
             PrinterWorker(p, self.journal, self.profile, depth=config.panel_depth, card_wait_s=config.chip.card_wait_s,

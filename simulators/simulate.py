@@ -393,6 +393,9 @@ def run(args: argparse.Namespace) -> int:
                     name=f"printer-{plan.name}-usb",
                 )
                 running[-1].usb_thread.start()
+                # With USB the host prints over USB: a link drop pulls that cable (the pty stays, for
+                # a technician's serial console).
+                targets[plan.name] = PrinterTarget(printer, usb, line, reader)
                 log.info("%s also on USB %s", plan.name, usb.describe()["url"])
             log.info("%s on %s (%s), reader %s (vpcd port %d), %d blanks", plan.name, port.path, port.pty_path,
                      plan.reader, plan.vpcd_port, state.hopper_remaining)

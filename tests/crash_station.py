@@ -69,7 +69,7 @@ class StationRig:
         self.speed = speed
         self.printers = printers
         self.lease_s = lease_s
-        self.upstream_settings = {"prefetch": prefetch, "lease_max": 10, "wait_s": 1, "timeout_s": 5,
+        self.upstream_settings = {"prefetch": prefetch, "lease_max": 10, "wait_s": 1, "timeout_s": 5, "retry_max_s": 2,
                                   **(upstream or {})}
         self.sim_dir = root / "simulator"
         self.up_dir = root / "upstream"

@@ -11,7 +11,7 @@ import pytest
 
 from tests.station_harness import assert_every_job_printed_once_and_every_blank_accounted, station
 
-TRANSPORTS = ["serial"]  # the USB link joins here
+TRANSPORTS = ["serial", "usb"]
 
 
 def schedule(tmp_path: Path, **entry: object) -> list[str]:

@@ -122,15 +122,33 @@ def test_movements_take_their_time_divided_by_the_speed(tmp_path: Path) -> None:
         started = time.monotonic()
         rig.cmd("Sic")
         fed = time.monotonic()
-        rig.cmd("Db;k;2", PANEL)  # moves to print (0.1 s) then prints k (0.2 s)
-        printed = time.monotonic()
-        rig.cmd("Se")
+        rig.cmd("Db;k;2", PANEL)  # moves to print (0.1 s), then answers as k starts printing (0.2 s)
+        downloaded = time.monotonic()
+        rig.cmd("Se")  # waits for k to finish, then ejects (0.15 s)
         ejected = time.monotonic()
         # Lower bounds: the time is really spent. Upper bounds: divided by the speed (at speed 1
-        # these would be 3.0, 3.0 and 1.5 s), with room for a loaded machine.
+        # these would be 3.0, 1.0 and 2.0 + 1.5 s), with room for a loaded machine.
         assert 0.3 <= fed - started < 1.5
-        assert 0.3 <= printed - fed < 1.5
-        assert 0.15 <= ejected - printed < 1.0
+        assert 0.1 <= downloaded - fed < 1.0
+        assert 0.35 <= ejected - downloaded < 1.5
+
+
+def test_the_next_panel_downloads_while_the_previous_one_prints(tmp_path: Path) -> None:
+    timings = Timings(move_to_print=0.0, k_panel=2.0, o_panel=2.0, eject=0.0)
+    with running_printer(tmp_path, speed=10.0, timings=timings) as rig:
+        rig.cmd("Ss")
+        rig.cmd("Sic")
+        rig.cmd("Sr")
+        started = time.monotonic()
+        rig.cmd("Db;k;2", PANEL)  # answered at once: k starts printing (0.2 s)
+        first = time.monotonic()
+        rig.cmd("Db;o;2", PANEL)  # answered once k is done: o starts printing
+        second = time.monotonic()
+        rig.cmd("Se")
+        ejected = time.monotonic()
+        assert first - started < 0.15, "a panel download is answered when the panel starts printing"
+        assert 0.15 <= second - started < 0.6
+        assert 0.35 <= ejected - started < 1.2, "the card leaves only when the last panel is printed"
 
 
 def test_a_new_printer_on_the_same_state_continues_its_counters_and_serials(tmp_path: Path) -> None:
