@@ -41,6 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     dump.add_argument("--printer", required=True, metavar="NAME", help="the printer, by its name in the configuration")
     dump.add_argument("dir", type=Path, metavar="DIR", help="folder to write EF_COM.bin, EF_SOD.bin, EF_DG1.bin, ... into")
     dump.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help=f"the station's configuration (default {DEFAULT_CONFIG})")
+    dump.add_argument("--json", action="store_true", help="print {printer, dir, files} as one JSON object")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -163,7 +164,10 @@ def _dump(args: argparse.Namespace) -> int:
         raise ChipToolError(f"the card does not read as an ICAO 9303 chip: {exc.message}") from None
     finally:
         reader.close()
-    print(f"{len(written)} files from {args.printer} in {args.dir}: {', '.join(written) or 'none (a blank chip)'}")
+    if args.json:
+        print(json.dumps({"printer": args.printer, "dir": str(args.dir), "files": written}))
+    else:
+        print(f"{len(written)} files from {args.printer} in {args.dir}: {', '.join(written) or 'none (a blank chip)'}")
     return 0
 
 

@@ -67,7 +67,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     adjust.add_argument("--quantity", type=int, required=True, help="+N found, -N missing or damaged")
     adjust.add_argument("--reason", required=True, help="why the count changes, in plain words")
     adjust.add_argument("--lot", help="the lot concerned (default: the lot in the feeder)")
-    reconcile.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    for p in (load, adjust, reconcile):
+        p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+
+
+def _movement(args: argparse.Namespace, movement: str, remaining: int, text: str) -> None:
+    """Say what the ledger recorded: one JSON object with --json, a sentence otherwise."""
+    if args.json:
+        print(json.dumps({"printer": args.printer, "movement": movement, "quantity": args.quantity,
+                          "lot": args.lot, "who": args.who, "remaining": remaining,
+                          **({"reason": args.reason} if movement == "adjust" else {})}))
+    else:
+        print(f"{text}; {remaining} in the hopper by the ledger")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,13 +98,13 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError("--quantity must be at least 1 for a load")
             journal.load_blanks(args.printer, args.quantity, lot=args.lot, first_serial=args.first_serial,
                                 last_serial=args.last_serial, who=args.who)
-            print(f"{args.printer}: {args.quantity} blanks of lot {args.lot} loaded; "
-                  f"{journal.blanks_remaining(args.printer)} in the hopper by the ledger")
+            _movement(args, "load", journal.blanks_remaining(args.printer),
+                      f"{args.printer}: {args.quantity} blanks of lot {args.lot} loaded")
             return 0
         if args.hopper_command == "adjust":
             journal.adjust_blanks(args.printer, args.quantity, args.reason, args.who, lot=args.lot)
-            print(f"{args.printer}: adjusted by {args.quantity:+d}; "
-                  f"{journal.blanks_remaining(args.printer)} in the hopper by the ledger")
+            _movement(args, "adjust", journal.blanks_remaining(args.printer),
+                      f"{args.printer}: adjusted by {args.quantity:+d}")
             return 0
         result = reconcile(config, journal)
     except (JournalError, ValueError) as exc:

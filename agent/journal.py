@@ -607,11 +607,17 @@ class Journal:
                 subjects.append(subject)
         return subjects
 
-    def peek_printable(self, limit: int) -> list[tuple[str, dict]]:
-        """The next printable jobs in claim order, without claiming them (for rendering ahead)."""
+    def peek_printable(self, limit: int) -> list[str]:
+        """The next printable jobs' ids in claim order, without claiming them (for rendering ahead)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT job_id, payload FROM jobs WHERE state = ? AND payload IS NOT NULL"
+                "SELECT job_id FROM jobs WHERE state = ? AND payload IS NOT NULL"
                 " ORDER BY priority DESC, received_at, job_id LIMIT ?", (JobState.LEASED.value, limit)
             ).fetchall()
-        return [(job_id, json.loads(payload)) for job_id, payload in rows]
+        return [job_id for (job_id,) in rows]
+
+    def payload(self, job_id: str) -> dict | None:
+        """A job as received, or None once purged."""
+        with self._lock:
+            row = self._db.execute("SELECT payload FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return json.loads(row[0]) if row and row[0] else None

@@ -26,14 +26,29 @@ class RenderAhead:
         self._ready: OrderedDict[str, Future[CardPanels]] = OrderedDict()
 
     def prepare_next(self) -> None:
-        """Start rendering the jobs most likely to be claimed next (bounded: a card's panels are ~2 MB)."""
-        for job_id, payload in self.journal.peek_printable(self.lookahead):
+        """Start rendering the jobs most likely to be claimed next; returns at once (the look
+        into the journal happens on the render thread too)."""
+        self._pool.submit(self._prepare)
+
+    def _prepare(self) -> None:
+        for job_id in self.journal.peek_printable(self.lookahead):
             with self._lock:
                 if job_id in self._ready:
                     continue
-                self._ready[job_id] = self._pool.submit(self._render, payload)
-                while len(self._ready) > 2 * self.lookahead:
+            payload = self.journal.payload(job_id)
+            if payload is None:
+                continue
+            panels: Future[CardPanels] = Future()
+            with self._lock:
+                self._ready[job_id] = panels
+                while len(self._ready) > 2 * self.lookahead:  # bounded: a card's panels are ~2 MB
                     self._ready.popitem(last=False)[1].cancel()
+            if not panels.set_running_or_notify_cancel():
+                continue  # dropped from the bound meanwhile
+            try:
+                panels.set_result(self._render(payload))
+            except Exception as exc:  # CardImageError and the like: raised again to the claimer
+                panels.set_exception(exc)
 
     def panels(self, job: Job) -> CardPanels:
         """The job's panels, rendered ahead if they were, else now. Raises CardImageError."""

@@ -2,9 +2,10 @@
 # Installs the Debian packages the station and its tests need, when missing:
 #   pcscd + vsmartcard-vpcd  the real PC/SC daemon and the virtual-card driver behind it
 #   libpcsclite-dev + swig   to build pyscard from source (PyPI has no Linux wheel)
+#   systemd                  systemd-analyze, which the tests run on the unit
 # As root it installs them; otherwise it prints the exact command and stops.
 set -euo pipefail
-packages=(pcscd vsmartcard-vpcd libpcsclite-dev swig)
+packages=(pcscd vsmartcard-vpcd libpcsclite-dev swig systemd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -112,8 +112,13 @@ def test_dump_writes_the_card_at_the_encoder_station_to_files_that_verify(pcscd:
             finally:
                 reader.close()
             run = chip("dump", "--printer", "p1", str(tmp_path / "dump"), "--config", str(rig.config))
+            as_json = chip("dump", "--printer", "p1", str(tmp_path / "dump3"), "--config", str(rig.config), "--json")
             wrong = chip("dump", "--printer", "p9", str(tmp_path / "dump2"), "--config", str(rig.config))
     assert run.returncode == 0, run.stderr
+    assert f"{len(files)} files from p1 in {tmp_path / 'dump'}" in run.stdout
+    dumped = json.loads(as_json.stdout)
+    assert (dumped["printer"], dumped["dir"]) == ("p1", str(tmp_path / "dump3"))
+    assert sorted(dumped["files"]) == sorted(ef.replace(".", "_") + ".bin" for ef in files)
     assert {p.name: p.read_bytes() for p in (tmp_path / "dump").iterdir()} == {
         ef.replace(".", "_") + ".bin": content for ef, content in files.items()
     }

@@ -24,6 +24,20 @@ def test_load_and_adjust_are_recorded_with_lot_reason_and_who(pcscd, tmp_path):
                     ("adjust", -1, "LOT-7", None, None, "blank found bent", "siti")]
 
 
+def test_load_and_adjust_answer_in_json_for_scripts(pcscd, tmp_path):
+    with StationRig(tmp_path, jobs=1, blanks=5) as rig:
+        rig.start_upstream()
+        rig.start_simulator()
+        rig.write_config()
+        loaded = rig.hopper("load", "--printer", "p1", "--quantity", "5", "--lot", "LOT-7", "--who", "siti", "--json")
+        adjusted = rig.hopper("adjust", "--printer", "p1", "--quantity", "-2", "--reason", "two bent", "--who", "siti",
+                              "--json")
+    assert json.loads(loaded.stdout) == {"printer": "p1", "movement": "load", "quantity": 5, "lot": "LOT-7",
+                                         "who": "siti", "remaining": 5}
+    assert json.loads(adjusted.stdout) == {"printer": "p1", "movement": "adjust", "quantity": -2, "lot": None,
+                                           "who": "siti", "remaining": 3, "reason": "two bent"}
+
+
 def test_adjust_without_a_reason_or_for_an_unknown_printer_is_refused(pcscd, tmp_path):
     with StationRig(tmp_path, jobs=1, blanks=5) as rig:
         rig.start_upstream()
