@@ -79,6 +79,7 @@ class StationConfig:
     max_attempts: int = 3
     panel_depth: int = 128
     language: str = "id"
+    retention_days: int = 400          # finished jobs' history kept this long (the ledger is kept whole)
     control_socket: Path = DEFAULT_CONTROL_SOCKET
     windows: tuple[PrintWindow, ...] = ()  # none: the station prints at any hour
     limits: JobLimits = DEFAULT_LIMITS
@@ -244,6 +245,9 @@ def _load(path: Path, *, collect: bool) -> tuple[StationConfig, list[ConfigError
     if not 1 <= max_attempts <= 10:
         r.fail("pipeline.max_attempts", f"is {max_attempts}", "use a number from 1 to 10")
     language = r.get(station, "language", "station", str, default="id")
+    retention_days = r.get(station, "retention_days", "station", int, default=400)
+    if retention_days < 1:
+        raise r.fail("station.retention_days", f"is {retention_days}", "keep at least a day of history (default 400)")
     if language not in ("id", "en"):
         r.fail("station.language", f"is {language!r}", "use \"id\" (Bahasa Indonesia) or \"en\" (English)")
     control_socket = resolve(r.get(station, "control_socket", "station", str, default=str(DEFAULT_CONTROL_SOCKET)))
@@ -304,6 +308,7 @@ def _load(path: Path, *, collect: bool) -> tuple[StationConfig, list[ConfigError
         max_attempts=max_attempts,
         panel_depth=depth,
         language=language,
+        retention_days=retention_days,
         control_socket=control_socket,
         windows=tuple(windows),
         limits=JobLimits(

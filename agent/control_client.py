@@ -167,6 +167,22 @@ def _event_line(event: dict) -> str:
     return f"{event['id']:>7} {event['at']} {event['job_id']:<12} {event['state']:<10} {detail}".rstrip()
 
 
+def _first_event_before(config, earliest: str) -> int:
+    """Where `--since TIME` starts, found through the journal's time index (a million jobs' events
+    are not read one by one); 0, so every event is looked at, when the journal cannot be read."""
+    from agent.journal import JournalError
+
+    try:
+        journal = _read_only_journal(config)
+    except JournalError:
+        return 0
+    try:
+        first = journal.first_event_id_at(earliest)
+        return first - 1 if first is not None else journal.last_event_id()
+    finally:
+        journal.close()
+
+
 def _events(args: argparse.Namespace, config) -> int:
     try:
         after, earliest = parse_since(args.since)
@@ -174,6 +190,8 @@ def _events(args: argparse.Namespace, config) -> int:
         return _fail(str(exc))
     client = ControlClient(config.control_socket)
     journal = None
+    if earliest is not None:
+        after = max(after, _first_event_before(config, earliest))
 
     def fetch(since_id: int) -> list[dict]:
         nonlocal journal

@@ -621,3 +621,31 @@ class Journal:
         with self._lock:
             row = self._db.execute("SELECT payload FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         return json.loads(row[0]) if row and row[0] else None
+
+    def first_event_id_at(self, at: str) -> int | None:
+        """The id of the first event at or after `at` (RFC 3339 UTC), through the time index."""
+        with self._lock:
+            row = self._db.execute("SELECT id FROM job_events WHERE at >= ? ORDER BY at, id LIMIT 1", (at,)).fetchone()
+        return row[0] if row else None
+
+    def purge_history(self, before: datetime) -> int:
+        """Forget finished jobs last touched before `before` whose reports upstream has (or refused):
+        their events, attempts and delivered messages. The blank ledger is kept whole (it is the
+        audit trail and grows by a row or two a card). Returns how many jobs were forgotten."""
+        cutoff = stamp(before)
+        finished = ",".join("?" * len(FINAL))
+        with self._tx() as db:
+            db.execute("DELETE FROM outbox WHERE (delivered_at IS NOT NULL OR refused_at IS NOT NULL) AND created_at < ?",
+                       (cutoff,))
+            db.execute("CREATE TEMP TABLE IF NOT EXISTS purge(job_id TEXT PRIMARY KEY)")
+            db.execute("DELETE FROM purge")
+            db.execute(
+                f"INSERT INTO purge SELECT job_id FROM jobs WHERE state IN ({finished}) AND updated_at < ?"
+                " AND job_id NOT IN (SELECT replace(replace(path, '/v1/jobs/', ''), '/outcome', '') FROM outbox"
+                " WHERE delivered_at IS NULL AND refused_at IS NULL)",
+                (*[s.value for s in FINAL], cutoff),
+            )
+            db.execute("DELETE FROM job_events WHERE job_id IN (SELECT job_id FROM purge)")
+            db.execute("DELETE FROM attempts WHERE job_id IN (SELECT job_id FROM purge)")
+            gone = db.execute("DELETE FROM jobs WHERE job_id IN (SELECT job_id FROM purge)").rowcount
+        return gone

@@ -28,6 +28,7 @@ MIGRATIONS: list[str] = [
         detail TEXT
     );
     CREATE INDEX job_events_by_job ON job_events(job_id);
+    CREATE INDEX job_events_by_time ON job_events(at);
     CREATE TABLE attempts (
         job_id TEXT NOT NULL REFERENCES jobs(job_id),
         n INTEGER NOT NULL,
@@ -42,6 +43,7 @@ MIGRATIONS: list[str] = [
         ended_at TEXT,
         PRIMARY KEY (job_id, n)
     );
+    CREATE INDEX attempts_by_end ON attempts(ended_at);
     CREATE TABLE ledger (
         id INTEGER PRIMARY KEY,
         at TEXT NOT NULL,

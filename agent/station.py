@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Callable
+from datetime import timedelta
 
 import structlog
 
@@ -14,7 +16,7 @@ from agent.control_socket import ControlPanel
 from agent.forecast import schedule_for
 from agent.intake import Intake, prefetch_for
 from agent.job_signature import AuthorityKeys
-from agent.journal import Journal
+from agent.journal import Journal, JournalError, utcnow
 from agent.metrics import MetricsEndpoint, read_station
 from agent.outbox_sender import OutboxSender
 from agent.printer_worker import PrinterWorker
@@ -24,6 +26,8 @@ from agent.telemetry import PrinterReading, TelemetryReporter
 from agent.upstream_client import UpstreamClient
 
 log = structlog.get_logger("station")
+
+PURGE_EVERY_S = 24 * 3600.0
 
 
 class Station:
@@ -76,12 +80,16 @@ class Station:
         notifier = Notifier()
         notifier.ready(self.summary())
         tick = min(1.0, notifier.watchdog_interval_s or 1.0)
+        next_purge = time.monotonic() + PURGE_EVERY_S  # the first purge a day after start
         while not self.stop.wait(tick):
             dead = [t.name for t in threads if not t.is_alive()]
             if dead:
                 log.error("station-thread-died", threads=dead)
                 self.stop.set()
                 return 1
+            if time.monotonic() >= next_purge:
+                self._purge_history()
+                next_purge = time.monotonic() + PURGE_EVERY_S
             # The watchdog is fed only while every loop is alive: a wedged station gets restarted.
             notifier.watchdog()
             notifier.status(self.summary())
@@ -104,6 +112,16 @@ class Station:
         """Each printer as its worker last saw it, for telemetry."""
         return [PrinterReading(w.name, w.view.state, w.view.reasons, w.view.ribbon_left, w.view.card_counter)
                 for w in self.workers]
+
+    def _purge_history(self) -> None:
+        """Keep the journal bounded: forget finished jobs older than the retention (once a day)."""
+        try:
+            gone = self.journal.purge_history(utcnow() - timedelta(days=self.config.retention_days))
+        except JournalError as exc:
+            log.warning("history-purge-failed", error=str(exc))
+            return
+        if gone:
+            log.info("history-purged", jobs=gone, retention_days=self.config.retention_days)
 
     def summary(self) -> str:
         """One line for `systemctl status`: what each printer does, and what waits."""

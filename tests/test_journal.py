@@ -211,3 +211,21 @@ def test_write_on_a_full_disk_is_a_journal_error_and_commits_nothing(journal):
     with pytest.raises(JournalError, match="cannot be written"):
         journal.adjust_blanks("p1", 500, "x" * 100_000, "siti")
     assert journal.blanks_remaining("p1") == 0 and journal.count_by_state() == {"leased": 1}
+
+
+def test_history_older_than_the_retention_is_forgotten_once_upstream_has_it(journal):
+    old, recent = NOW - timedelta(days=500), NOW
+    for job_id, at in (("OLD", old), ("PENDING", old), ("NEW", recent)):
+        journal.add_leased(job_id, {"job_id": job_id}, not_after=at + timedelta(days=2),
+                           lease_expires_at=at + timedelta(hours=1), priority=0, at=at)
+        c = journal.claim_next("p1", at=at)
+        journal.fed(c.job_id, c.attempt, "p1", at=at)
+        journal.printed(c.job_id, c.attempt, 1, at=at)
+    for message in journal.outbox_summary():
+        if "PENDING" not in message["path"]:
+            journal.outbox_delivered(message["id"])
+    assert journal.purge_history(NOW - timedelta(days=400)) == 1
+    left = {row[0] for row in journal._db.execute("SELECT job_id FROM jobs")}
+    assert left == {"PENDING", "NEW"}, "only the old job whose outcome upstream has is forgotten"
+    assert journal._db.execute("SELECT COUNT(*) FROM job_events WHERE job_id = 'OLD'").fetchone()[0] == 0
+    assert journal._db.execute("SELECT COUNT(*) FROM ledger WHERE job_id = 'OLD'").fetchone()[0] == 1, "the ledger stays"
