@@ -18,8 +18,10 @@ from tests.crash_station import StationRig, wait_until
 def small_disk(tmp_path):
     disk = tmp_path / "disk"
     disk.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)]).returncode:
-        pytest.skip("needs root to mount a tmpfs (run under scripts/private-pcscd.sh)")
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a tmpfs (make test runs as root under scripts/private-pcscd.sh)")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], capture_output=True, text=True)
+    assert mounted.returncode == 0, f"as root a small tmpfs must mount for this test: {mounted.stderr}"
     yield disk
     subprocess.run(["umount", "-l", str(disk)], check=True)
 
