@@ -1,7 +1,9 @@
 """Card face images (PNG) turned into the panels the printer prints.
 
 A face is a 1016 x 648 landscape PNG. The printer takes panels 648 dots wide and 1016 lines
-long, so the image is turned 90 degrees counter-clockwise (docs/PROTOCOLS.md "Panels").
+long, so the image is turned 90 degrees clockwise: the first dot of the first line is the
+card's bottom-left corner (docs/PROTOCOLS.md "Panels"; the vendor's own driver streams and the
+public Perl driver's `pnmflip -rotate270` turn it this way).
 
 - Y, M, C: ink = 255 - channel (C from red, M from green, Y from blue), quantised to the
   depth's bits.
@@ -88,8 +90,9 @@ def _decode(face: str, data: bytes) -> _Face:
     try:
         with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
             image.load()
-            # Counter-clockwise: the right edge of the card becomes the first line.
-            turned = _on_white(image).transpose(Image.Transpose.ROTATE_90)
+            # Clockwise (PIL's ROTATE_270): the card's left edge becomes the first line, read
+            # from the bottom-left corner up.
+            turned = _on_white(image).transpose(Image.Transpose.ROTATE_270)
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise CardImageError(f"the {face} image cannot be decoded ({e}); it is damaged or cut short") from e
     red, green, blue = (np.asarray(plane) for plane in turned.split())

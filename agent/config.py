@@ -12,6 +12,7 @@ from agent.chip.profile import PROFILES
 from agent.job import DEFAULT_LIMITS, JobLimits
 from agent.metrics import MetricsListen, parse_listen
 from agent.print_windows import PrintWindow, WindowError, parse_window
+from drivers.evolis import RIBBONS
 
 # The daemon's control socket (`printstation status` and friends); systemd's RuntimeDirectory.
 DEFAULT_CONTROL_SOCKET = Path("/run/printstation/control.sock")
@@ -48,6 +49,8 @@ class PrinterConfig:
     name: str
     link: str
     reader: str
+    ribbon: str = "ymcko"  # sent before every card (`Pr`), as the vendor driver does
+    contrast: int = 10  # every colour (`Pc;a;=;N`), 0..20; the printer's default is 10
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,22 @@ class _Reader:
         return value
 
 
+def _ribbon(r: _Reader, entry: dict, where: str) -> str:
+    ribbon = r.get(entry, "ribbon", where, str, default="ymcko")
+    if ribbon not in RIBBONS:
+        r.fail(f"{where}.ribbon", f"is {ribbon!r}", f"use the fitted ribbon's type, one of {', '.join(RIBBONS)}")
+        return "ymcko"
+    return ribbon
+
+
+def _contrast(r: _Reader, entry: dict, where: str) -> int:
+    contrast = r.get(entry, "contrast", where, int, default=10)
+    if not 0 <= contrast <= 20:
+        r.fail(f"{where}.contrast", f"is {contrast}", "use a whole number from 0 to 20 (the printer's default is 10)")
+        return 10
+    return contrast
+
+
 def _placeholder(kind: type | tuple[type, ...]) -> Any:
     """An empty value of the wanted type, so that collecting can go on past a missing key."""
     first = kind[0] if isinstance(kind, tuple) else kind
@@ -233,6 +252,8 @@ def _load(path: Path, *, collect: bool) -> tuple[StationConfig, list[ConfigError
             name=r.get(entry, "name", where, str),
             link=r.get(entry, "link", where, str, fix="e.g. link = \"serial:///dev/ttyUSB0?baud=115200\""),
             reader=r.get(entry, "reader", where, str, fix="the PC/SC name of the printer's encoder reader"),
+            ribbon=_ribbon(r, entry, where),
+            contrast=_contrast(r, entry, where),
         ))
     names = [p.name for p in printers]
     if len(set(names)) != len(names):

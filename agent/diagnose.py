@@ -44,6 +44,9 @@ class PrinterReport:
     counters: dict[str, int] = field(default_factory=dict)
     ribbon: dict[str, object] = field(default_factory=dict)
     sensors: dict[str, bool] = field(default_factory=dict)
+    # What the printer answers beyond the guide's documented reads (status words, feeder
+    # sensor, ACK/NACK protocol): found by asking, never assumed.
+    capabilities: dict[str, object] = field(default_factory=dict)
     faults: list[FaultReport] = field(default_factory=list)
     error: str | None = None
     via: str = "direct"  # direct | daemon
@@ -73,12 +76,15 @@ def probe(printer: EvolisPrinter, report: PrinterReport, lang: str) -> PrinterRe
     """Fill `report` from the printer's answers. Raises PrinterError when it stops answering."""
     identity = printer.identity()
     report.model, report.firmware, report.serial = identity.model, identity.firmware, identity.serial
+    capabilities = printer.detect_capabilities()
+    report.capabilities = capabilities.as_json()
     counters = printer.counters()
     report.counters = {"cards": counters.cards, "panels": counters.panels}
     status = printer.status()
     report.ribbon = {"type": printer.ribbon_type(), "cards_left": counters.ribbon_left, "low": status.ribbon_low}
     report.sensors = {"cover_open": printer.cover_open(), "card_inside": printer.card_present(),
-                      "feeder_empty": printer.feeder_empty(), "busy": status.busy,
+                      "feeder_empty": Fault.FEEDER_EMPTY in status.faults,
+                      "ribbon_ended": printer.ribbon_ended(), "busy": status.busy,
                       "cleaning_recommended": status.cleaning_recommended}
     report.faults = [FaultReport(f.value, f.message(lang), f.remedy(lang)) for f in sorted(status.faults, key=lambda f: f.value)]
     if status.unknown_warnings or status.unknown_errors:
@@ -148,6 +154,21 @@ def attached_usb_printers() -> list[dict[str, str]]:
     return devices
 
 
+# Capability names for the technician's page: (Indonesian, English).
+_CAPABILITY_WORDS: dict[str, tuple[str, str]] = {
+    "status_words": ("kata status", "status words"),
+    "feeder_sensor": ("sensor pengumpan", "feeder sensor"),
+    "ack_nack": ("protokol ACK/NACK", "ACK/NACK protocol"),
+}
+
+
+def _capability_value(value: object, en: bool) -> str:
+    """A command the printer answers (`Rpst`), or yes / no."""
+    if isinstance(value, str):
+        return value
+    return ("yes" if en else "ya") if value else ("no" if en else "tidak")
+
+
 def render_text(reports: list[PrinterReport], usb: list[dict[str, str]], lang: str) -> str:
     """The technician's page: one block a printer, faults with their remedies, then the trace."""
     en = lang == "en"
@@ -162,6 +183,8 @@ def render_text(reports: list[PrinterReport], usb: list[dict[str, str]], lang: s
             lines.append(f"   ribbon: {r.ribbon.get('type')}, {r.ribbon.get('cards_left')} "
                          f"{'cards left' if en else 'kartu lagi'}{' (low)' if r.ribbon.get('low') and en else ' (hampir habis)' if r.ribbon.get('low') else ''}")
             lines.append(f"   {'sensors' if en else 'sensor'}: " + ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in r.sensors.items()))
+            lines.append(f"   {'capabilities' if en else 'kemampuan'}: "
+                         + ", ".join(f"{_CAPABILITY_WORDS[k][en]} {_capability_value(v, en)}" for k, v in r.capabilities.items()))
         if r.faults:
             for f in r.faults:
                 lines.append(f"   ! {f.fault}: {f.message}")

@@ -25,7 +25,7 @@ from agent.journal import ClaimedJob, Journal, JournalError, JobState, utcnow
 from agent.recovery import recover
 from agent.render_ahead import RenderAhead
 from agent.stage_clock import StageClock
-from drivers.evolis import EvolisPrinter
+from drivers.evolis import EvolisPrinter, JobSettings
 from drivers.faults import Fault
 from drivers.link import open_link
 from drivers.printer_errors import CommandRejected, PrinterError
@@ -53,6 +53,7 @@ class WorkerState:
     firmware: str | None = None
     ribbon_left: int | None = None
     card_counter: int | None = None
+    capabilities: dict[str, bool] | None = None  # what the printer answers beyond the guide
 
 
 class PrinterPaused(Exception):
@@ -73,6 +74,10 @@ READER_UNAVAILABLE = "reader-unavailable"
 # worth three queries between every two cards.
 COUNTERS_EVERY_S = 30.0
 STATUS_POLL_WHILE_PAUSED_S = 0.5
+# A condition no documented read shows (a hot head, a full bin, a jam) is learnt from the
+# refusal of the command it stops; that command is tried again after this long, then longer.
+REFUSED_RETRY_FIRST_S = 1.0
+REFUSED_RETRY_MAX_S = 8.0
 JOURNAL_UNWRITABLE = "journal-unwritable"
 
 
@@ -106,6 +111,11 @@ class PrinterWorker:
         # rejected with its own reason once the printer is ready, rather than as "interrupted".
         self._stuck: tuple[str, int, str, list[dict] | None] | None = None
         self._counters_due = 0.0
+        self.job_settings = JobSettings(ribbon=config.ribbon, contrast=config.contrast)
+        # Faults learnt from a refused command, kept until that command goes through.
+        self._refused: frozenset[Fault] = frozenset()
+        self._refused_wait = REFUSED_RETRY_FIRST_S
+        self._alerted: frozenset[Fault] | None = None
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -142,15 +152,24 @@ class PrinterWorker:
                 with self.link_lock:
                     self._print(claimed)
             except CommandRejected as exc:
-                # Refused outside a card (status, recovery): wait for the condition to clear.
-                log.warning("printer-refused", printer=self.name, command=exc.command, reply=exc.reply)
-                stop.wait(1.0)
+                # Refused outside a card (a stuck card's reject, recovery): wait for the condition
+                # to clear, then try again.
+                if exc.fault is not None:
+                    self._note_refusal(frozenset({exc.fault}))
+                else:
+                    log.warning("printer-refused", printer=self.name, command=exc.command, reply=exc.reply)
+                stop.wait(self._refused_wait)
+                self._refused_wait = min(self._refused_wait * 2, REFUSED_RETRY_MAX_S)
             except PrinterError as exc:
                 # Link lost, no answer, or garbage: reconnect; recovery then settles any card from evidence.
                 self._drop_link(exc)
                 stop.wait(delay)
                 delay = min(delay * 2, 30.0)
-            except (PrinterPaused, ReaderLost):
+            except PrinterPaused:
+                stop.wait(self._refused_wait if self._refused else 1.0)
+                if self._refused:
+                    self._refused_wait = min(self._refused_wait * 2, REFUSED_RETRY_MAX_S)
+            except ReaderLost:
                 stop.wait(1.0)
             except JournalError as exc:
                 # Nothing may move that the journal cannot record first: stop feeding until it can write.
@@ -166,9 +185,11 @@ class PrinterWorker:
             link = open_link(self.config.link, trace=self._trace)
             printer = EvolisPrinter(link)
             identity = printer.identity()
+            capabilities = printer.detect_capabilities()
             log.info("printer-connected", printer=self.name, model=identity.model, serial=identity.serial,
-                     firmware=identity.firmware)
+                     firmware=identity.firmware, **capabilities.as_json())
             self.view.model, self.view.serial, self.view.firmware = identity.model, identity.serial, identity.firmware
+            self.view.capabilities = capabilities.as_json()
             self.printer = printer
             self._recover()
 
@@ -202,6 +223,7 @@ class PrinterWorker:
         with self.link_lock:
             if self.printer.card_present():
                 self._reject(*stuck)
+        self._cleared()
         # No card inside: someone took it out by hand; recovery settles the job from evidence.
 
     def _drop_link(self, exc: Exception) -> None:
@@ -217,6 +239,11 @@ class PrinterWorker:
         assert self.printer is not None
         status = self._read_status()
         if not status.blocking:
+            if self._refused:
+                self._alert(self._refused)  # still paused for what a refusal told; the next try is the probe
+            elif self._alerted is not None:
+                log.info("printer-resumed", printer=self.name)
+                self._alerted = None
             return
         self._alert(status.faults)
         while not stop.is_set():
@@ -226,6 +253,7 @@ class PrinterWorker:
             status = self._read_status()
             if not status.blocking:
                 log.info("printer-resumed", printer=self.name)
+                self._alerted = None
                 return
         raise PrinterPaused(status.faults)
 
@@ -245,9 +273,27 @@ class PrinterWorker:
             return
         raise ReaderLost(self.config.reader)
 
+    def _note_refusal(self, faults: frozenset[Fault]) -> None:
+        """A command was refused for `faults`: pause, tell the operator once, try again later."""
+        if not self._refused:
+            self._refused_wait = REFUSED_RETRY_FIRST_S
+        self._refused = faults
+        self._alert(faults)
+
+    def _cleared(self) -> None:
+        """The command that was refused went through: what stopped it has cleared."""
+        if self._refused:
+            log.info("printer-resumed", printer=self.name, cleared=sorted(f.value for f in self._refused))
+        self._refused = frozenset()
+        self._alerted = None
+        self._refused_wait = REFUSED_RETRY_FIRST_S
+
     def _alert(self, faults: frozenset[Fault]) -> None:
         self._set_view("stopped", tuple(sorted(f.ipp_reason for f in faults)),
                        faults=tuple(sorted(f.value for f in faults)))
+        if faults == self._alerted:
+            return  # the operator has been told; the view stays as it is
+        self._alerted = faults
         for fault in sorted(faults, key=lambda f: f.name):
             log.warning("printer-paused", printer=self.name, fault=fault.name.lower(),
                         message=fault.message(self.language), remedy=fault.remedy(self.language))
@@ -263,7 +309,8 @@ class PrinterWorker:
         printer = self.printer
         clock = StageClock()
         job = parse_job(claimed.payload)
-        self._set_view("processing", job_id=job.job_id)
+        if not self._refused:
+            self._set_view("processing", job_id=job.job_id)
         started = time.monotonic()
         if self.render_ahead is not None:
             self.render_ahead.prepare_next()  # the next cards render while this one is in the printer
@@ -278,6 +325,7 @@ class PrinterWorker:
         reached(CrashPoint.BEFORE_FEED)
         try:
             with clock.stage("feed"):
+                printer.apply_job_settings(self.job_settings)
                 printer.start_sequence()
                 printer.feed_to_contactless()
             reached(CrashPoint.AFTER_FEED)
@@ -285,8 +333,10 @@ class PrinterWorker:
             # Nothing left the hopper: the job waits for the printer, no blank is counted.
             self.journal.unclaim(job.job_id, claimed.attempt, reason=f"feed-refused: {exc.reply}")
             faults = frozenset({exc.fault}) if exc.fault else frozenset()
-            self._alert(faults)
+            self._note_refusal(faults)
             raise PrinterPaused(faults, exc.reply) from None
+        self._cleared()
+        self._set_view("processing", job_id=job.job_id)
         with clock.stage("journal"):
             self.journal.fed(job.job_id, claimed.attempt, self.name)
         reached(CrashPoint.AFTER_FED)

@@ -2,23 +2,33 @@
 
 One command at a time: discard stale input, send `ESC fields CR`, wait for the reply with
 the command's own timeout. The dialect never knows which transport carries it.
+
+The printer's state comes from the reads the Programming Guide documents (`Rse;o` the cover
+sensor, `Rlr;p` where the card is, `Sk;f` the feeder, `Rcr` the ribbon's end mark, `Rlr;r`
+cleaning, `Rco` counters). The status words `Rst` of newer firmware are a capability found at
+connect (`detect_capabilities`) and used only when the printer answers them. A printer left in
+the ACK/NACK protocol (guide section 5) is understood as well as one answering in text.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 
 from drivers.faults import Fault
-from drivers.link import Link
+from drivers.link import ACK, NACK, Link
 from drivers.panel_compression import compress_mono
 from drivers.printer_errors import CommandRejected, LinkError, PrinterError, ProtocolError, ReplyTimeout
-from drivers.printer_status import PrinterStatus, parse_status
+from drivers.printer_status import PrinterStatus, parse_sdk_status, parse_status
 
 # The errors live in drivers.printer_errors; they are offered here too because callers of the
 # dialect catch them beside it.
 __all__ = [
+    "Capabilities",
+    "CardPosition",
     "CommandRejected",
     "Counters",
+    "JobSettings",
     "EvolisPrinter",
     "LinkError",
     "Panel",
@@ -40,21 +50,117 @@ MONO_PANELS = ("k", "o")
 ESC = b"\x1b"
 CR = b"\r"
 
-# The printer's words after ERR, mapped to a Fault where they name a printer condition.
-# Others (ERR PARAMETER, ERR NO SEQUENCE, ...) are the host's mistake: fault None.
-ERR_FAULTS: dict[str, Fault] = {
+# Refusals, mapped to a Fault where they name a printer condition. Field code written against
+# real printers compares these replies (docs/PROTOCOLS.md "Replies"): the older whole-word
+# answers (`FEEDER EMPTY`, `CARD JAM`...), `ERROR ...` and `ERR ...`. Others (`ERROR CDE`,
+# `ERROR PARAMETRES`, ...) are the host's mistake: fault None.
+REFUSAL_FAULTS: dict[str, Fault] = {
     "FEEDER EMPTY": Fault.FEEDER_EMPTY,
-    "FEEDER ERROR": Fault.FEEDER_ERROR,
+    "ERR FEEDER EMPTY": Fault.FEEDER_EMPTY,
     "COVER OPEN": Fault.COVER_OPEN,
-    "JAM": Fault.JAM,
-    "RIBBON ENDED": Fault.RIBBON_ENDED,
-    "NO RIBBON": Fault.RIBBON_MISSING,
-    "RIBBON ERROR": Fault.RIBBON_WRONG,
+    "ERR COVER OPEN": Fault.COVER_OPEN,
+    "HOPPER DOOR": Fault.COVER_OPEN,
+    "CARD JAM": Fault.JAM,
+    "ERR JAM": Fault.JAM,
+    "ERROR TIME OUT": Fault.JAM,  # "time-out error, mechanical error"
+    "ERR TIME": Fault.JAM,
+    "ERROR HOPPER": Fault.JAM,  # "error mechanics hopper"
     "HOPPER FULL": Fault.HOPPER_FULL,
-    "REJECT FULL": Fault.REJECT_FULL,
-    "COOLING": Fault.HEAD_HOT,
-    "CLEANING REQUIRED": Fault.CLEANING_REQUIRED,
+    "ERR HOPPER FULL": Fault.HOPPER_FULL,
+    "ERR REJECT BOX FULL": Fault.REJECT_FULL,
+    "ERR REJECT FULL": Fault.REJECT_FULL,
+    "ERROR RIBBON": Fault.RIBBON_ENDED,  # "no ribbon or bad ribbon": a new ribbon is the remedy
+    "ERR RIBBON": Fault.RIBBON_ENDED,
+    "ERR RIBBON ENDED": Fault.RIBBON_ENDED,
+    "ERR RIB DETECTION": Fault.RIBBON_MISSING,
+    "ERR NO RIBBON": Fault.RIBBON_MISSING,
+    "ERR RIBBON TYPE": Fault.RIBBON_WRONG,
+    "ERROR HEAD": Fault.HEAD_HOT,
+    "ERR COOLING": Fault.HEAD_HOT,
+    "NEED CLEANING": Fault.CLEANING_REQUIRED,
+    "ERR NEED CLEANING": Fault.CLEANING_REQUIRED,
+    "ERR FEEDER ERROR": Fault.FEEDER_ERROR,
 }
+# Whole replies that are refusals without `ERR` in front (older firmware's words).
+BARE_REFUSALS = frozenset({"FEEDER EMPTY", "COVER OPEN", "HOPPER DOOR", "CARD JAM", "HOPPER FULL",
+                           "NEED CLEANING", "OPT NOT AVAILABLE"})
+UNKNOWN_COMMAND_REPLY = "ERROR CDE"
+
+
+def is_refusal(reply: str) -> bool:
+    """True for a reply that says the command was refused: it starts with `ERR` (the vendor
+    SDK's own test, which `ERROR ...` passes too) or is one of the older whole-word answers."""
+    return reply.startswith("ERR") or " ".join(reply.split()).upper() in BARE_REFUSALS
+
+
+# ACK/NACK codes (guide section 5) that name a printer condition.
+NACK_FAULTS: dict[str, Fault] = {
+    "T": Fault.JAM,  # "Time-Out Error, Mechanical Error"
+    "C": Fault.COVER_OPEN,
+    "F": Fault.FEEDER_EMPTY,
+    "R": Fault.RIBBON_ENDED,
+}
+
+# A sensor (`Rse`) reads a voltage; above this it sees something (a card, the closed cover,
+# blanks). Field code reads "0,2x Volts" / "0,00 Volts" against "4,9x Volts" / "5,00 Volts".
+SENSOR_ON_VOLTS = 2.5
+
+IDENTITY_READINGS = 6  # at connect: read the identity until two readings agree, at most this often
+
+RIBBONS = ("ymcko", "ymckos", "ymckok", "ko", "kb", "kw", "kr", "kbl", "kgr", "kgo", "ksi", "ksc",
+           "h", "ho", "ktc", "ktp", "ka")
+
+
+class CardPosition(Enum):
+    """Where the card inside the printer is (`Rlr;p`)."""
+
+    NONE = "OK"
+    PRINT = "CARD"
+    CONTACT = "SMART CARD"
+    CONTACTLESS = "CONTACTLESS CARD"
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What this printer answers beyond the guide's documented reads, found at connect.
+
+    `status_command`: `Rpst` (the vendor SDK's status words) or `Rst` (the older status words
+    of this project's first simulator), or None: the guide's reads only. `feeder_sensor`: how
+    the feeder is read, `Sk;f` (a feeder that answers) or `Rse;f` (its sensor), or None.
+    """
+
+    status_command: str | None = None
+    feeder_sensor: str | None = "Sk;f"
+    ack_nack: bool = False  # the printer answers in the ACK/NACK protocol
+
+    @property
+    def status_words(self) -> bool:
+        return self.status_command is not None
+
+    def as_json(self) -> dict[str, object]:
+        return {"status_words": self.status_command, "feeder_sensor": self.feeder_sensor, "ack_nack": self.ack_nack}
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """The parameters sent before every card, as the vendor's own driver does, so that a card
+    never depends on what the printer last stored: ribbon type, insertion from the feeder,
+    contrast of every colour (0..20, the printer's default is 10).
+
+    Raises ValueError for an unknown ribbon or a contrast out of range.
+    """
+
+    ribbon: str = "ymcko"
+    contrast: int = 10
+
+    def __post_init__(self) -> None:
+        if self.ribbon not in RIBBONS:
+            raise ValueError(f"no ribbon type {self.ribbon!r}; the printer takes {', '.join(RIBBONS)}")
+        if not 0 <= self.contrast <= 20:
+            raise ValueError(f"contrast {self.contrast} is out of 0..20 (the printer's default is 10)")
+
+    def commands(self) -> tuple[str, ...]:
+        return (f"Pr;{self.ribbon}", "Pmi;F", f"Pc;a;=;{self.contrast}")
 
 
 def panel_size(depth: int) -> int:
@@ -132,16 +238,31 @@ class EvolisPrinter:
         self._timeouts = timeouts
         # A printer whose firmware lacks `Dbc` takes every panel raw.
         self._compress_mono = compress_mono
+        self.capabilities = Capabilities()
+        self._ack_seen = False
 
     # -- queries -----------------------------------------------------------------------
 
     def identity(self) -> PrinterIdentity:
-        """Model, firmware version and serial number."""
-        return PrinterIdentity(
-            model=self._value("Rtp"),
-            firmware=self._value("Rfv"),
-            serial=self._value("Rsn"),
-        )
+        """Model, firmware version and serial number, read until two readings agree.
+
+        The first thing a host asks after connecting: a host that died mid-command leaves the
+        printer to answer that command first (it takes one at a time, in order), so the first
+        reply may be the dead host's. Two identical readings in a row mean the conversation is
+        in step. Raises ProtocolError when it never settles.
+        """
+        previous: PrinterIdentity | None = None
+        for _ in range(IDENTITY_READINGS):
+            try:
+                reading = PrinterIdentity(model=self._value("Rtp"), firmware=self._value("Rfv"),
+                                          serial=self._value("Rsn"))
+            except (CommandRejected, ProtocolError):
+                previous = None  # a stale refusal or value in the way: read again
+                continue
+            if reading == previous:
+                return reading
+            previous = reading
+        raise ProtocolError("the printer's answers to Rtp, Rfv and Rsn do not settle: is another program using it?")
 
     def counters(self) -> Counters:
         """Cards inserted so far, panels printed so far, cards the ribbon can still print."""
@@ -155,29 +276,117 @@ class EvolisPrinter:
         """Cards inserted so far (persistent): one query, for the journal's evidence around each card."""
         return self._count("Rco;c")
 
+    def detect_capabilities(self) -> Capabilities:
+        """Ask what this printer answers beyond the guide (call once after connecting).
+
+        The vendor SDK's `Rpst`, then `Rst`, are tried once each; the feeder is read by `Sk;f`
+        where the printer answers it, else by its sensor `Rse;f`. A printer that answers none of
+        them is still read through the guide's cover, card and ribbon reads.
+        """
+        status_command = None
+        for command, parse in (("Rpst", parse_sdk_status), ("Rst", parse_status)):
+            try:
+                parse(self._value(command))
+            except (CommandRejected, ProtocolError):
+                continue
+            status_command = command
+            break
+        feeder: str | None = None
+        for command in ("Sk;f", "Rse;f"):
+            try:
+                self._feeder_empty_by(command)
+            except (CommandRejected, ProtocolError):
+                continue
+            feeder = command
+            break
+        self.capabilities = Capabilities(status_command=status_command, feeder_sensor=feeder, ack_nack=self._ack_seen)
+        return self.capabilities
+
     def status(self) -> PrinterStatus:
-        """The status words, decoded."""
-        return parse_status(self._value("Rst"))
+        """The printer's condition now: from the status words where the printer has them, else
+        from the guide's documented reads (cover, card position, feeder, ribbon end, cleaning).
+
+        Conditions no documented read shows (a jam, a hot head, a full bin) are learnt from the
+        refusal of the command they stop; the caller keeps them until that command succeeds.
+        """
+        command = self.capabilities.status_command
+        if command == "Rpst":
+            return parse_sdk_status(self._value("Rpst"))
+        if command == "Rst":
+            return parse_status(self._value("Rst"))
+        position = self.card_position()
+        faults: set[Fault] = set()
+        if self.cover_open():
+            faults.add(Fault.COVER_OPEN)
+        if self.capabilities.feeder_sensor is not None and self._feeder_empty_by(self.capabilities.feeder_sensor):
+            faults.add(Fault.FEEDER_EMPTY)
+        if self.ribbon_ended():
+            faults.add(Fault.RIBBON_ENDED)
+        return PrinterStatus(
+            card_inside=position is not CardPosition.NONE,
+            card_at_contactless=position is CardPosition.CONTACTLESS,
+            card_at_print=position is CardPosition.PRINT,
+            cleaning_recommended=self.cleaning_due(),
+            faults=frozenset(faults),
+        )
+
+    def _feeder_empty_by(self, command: str) -> bool:
+        if command == "Rse;f":
+            return not self._sensor("Rse;f")  # about 5 V with blanks in the feeder, 0 V empty
+        return self.feeder_empty()
 
     def cover_open(self) -> bool:
-        """True when the cover sensor says open."""
-        return self._flag("Rse;o", {"0": False, "1": True})
+        """True when the cover sensor (`Rse;o`) reads low: it reads about 5 V while the cover is
+        closed and 0 V when it is open, as field code against real printers reads it."""
+        return not self._sensor("Rse;o")
+
+    def card_position(self) -> CardPosition:
+        """Where the card inside is (`Rlr;p`): nowhere, at the print position or at an encoder station."""
+        reply = self._value("Rlr;p")
+        try:
+            return CardPosition(reply)
+        except ValueError:
+            raise ProtocolError(f"Rlr;p: expected one of {', '.join(p.value for p in CardPosition)}, "
+                                f"got {reply[:60]!r}") from None
 
     def card_present(self) -> bool:
         """True when a card is inside the printer."""
-        return self._flag("Rse;p", {"0": False, "1": True})
+        return self.card_position() is not CardPosition.NONE
 
     def feeder_empty(self) -> bool:
-        """True when the feeder has no blank to give.
+        """True when the feeder has no blank to give (`Sk;f`).
 
-        `1` / `2` mean one of two feeders is empty and the other can still feed (assumption,
-        from the programming guide); `3` means no blank anywhere.
+        `1` / `2` mean one of two feeders is empty and the other can still feed (the guide's
+        table for `Sk;f`); `3` means no blank anywhere.
         """
         return self._flag("Sk;f", {"0": False, "1": False, "2": False, "3": True})
+
+    def ribbon_ended(self) -> bool:
+        """True when the ribbon is at its black end mark (`Rcr` answers OK otherwise, and the
+        guide does not say what it answers on the mark: anything but OK counts as the end)."""
+        try:
+            self._ok("Rcr", timeout=self._timeouts.query)
+        except (CommandRejected, ProtocolError):
+            return True
+        return False
+
+    def cleaning_due(self) -> bool:
+        """True when the printer asks for a cleaning (`Rlr;r` answers `ERR NEED CLEANING`; it
+        answers the last reply otherwise, which may be any refusal)."""
+        try:
+            self._value("Rlr;r")
+        except CommandRejected as e:
+            return "CLEANING" in e.reply.upper()
+        return False
 
     def ribbon_type(self) -> str:
         """The fitted ribbon, e.g. `ymcko`."""
         return self._value("Rr")
+
+    def apply_job_settings(self, settings: JobSettings) -> None:
+        """Send the per-job parameters (ribbon, insertion, contrast), as the vendor driver does."""
+        for command in settings.commands():
+            self._ok(command, timeout=self._timeouts.query)
 
     # -- card movement -----------------------------------------------------------------
 
@@ -258,9 +467,15 @@ class EvolisPrinter:
         self._link.reset_input()
         self._link.send(frame if frame is not None else ESC + command.encode("ascii") + CR)
         reply = self._link.read_reply(timeout)
-        if reply == "ERR" or reply.startswith("ERR "):
-            text = " ".join(reply[3:].split()).upper()
-            raise CommandRejected(command, reply, ERR_FAULTS.get(text))
+        if reply.startswith(NACK):
+            self._ack_seen = True
+            code = reply[1:]
+            raise CommandRejected(command, f"NACK {code}", NACK_FAULTS.get(code))
+        if reply.endswith(ACK):
+            self._ack_seen = True
+            reply = reply[:-1] or "OK"
+        if is_refusal(reply):
+            raise CommandRejected(command, reply, REFUSAL_FAULTS.get(" ".join(reply.split()).upper()))
         return reply
 
     def _ok(self, command: str, *, timeout: float, frame: bytes | None = None) -> None:
@@ -279,6 +494,20 @@ class EvolisPrinter:
         if not (reply.isascii() and reply.isdigit()):
             raise ProtocolError(f"{command}: expected a whole number, got {reply[:60]!r}")
         return int(reply)
+
+    def _sensor(self, command: str) -> bool:
+        """A sensor reading (`5,00 Volts`; a decimal point or `V` are taken too): True when it
+        is above SENSOR_ON_VOLTS."""
+        reply = self._value(command)
+        words = reply.split()
+        try:
+            volts = float(words[0].replace(",", ".")) if words and (len(words) == 1 or words[1] in ("V", "Volts")) \
+                else float("nan")
+        except ValueError:
+            volts = float("nan")
+        if volts != volts:
+            raise ProtocolError(f"{command}: expected a voltage such as '5,00 Volts', got {reply[:60]!r}")
+        return volts > SENSOR_ON_VOLTS
 
     def _flag(self, command: str, meanings: dict[str, bool]) -> bool:
         reply = self._value(command)

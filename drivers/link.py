@@ -37,7 +37,12 @@ MAX_REPLY = 1024
 # Extra seconds a write may take beyond the line time of its bytes.
 WRITE_MARGIN = 5.0
 
-_TERMINATOR = re.compile(rb"[\r\x00]")
+_TERMINATOR = re.compile(rb"[\r\x00\x06]")
+# The ACK/NACK protocol (Programming Guide section 5, set by `Pem` or `Pcom`): a reply is a
+# value followed by ACK, or NACK and one code character. They are passed up as the reply's last
+# character (ACK) or its first two (NACK + code), for the dialect to read.
+ACK = "\x06"
+NACK = "\x15"
 _PRINTABLE = re.compile(rb"[\x20-\x7e]*")
 # NUL padding (USB) and a stray LF (a printer ending lines with CR LF) before a reply.
 _PADDING = b"\x00\n"
@@ -71,7 +76,8 @@ class Link(ABC):
         """Read one reply (without its terminator) within `timeout` seconds.
 
         NUL padding before a reply is skipped; the reply ends at the first CR or NUL; bytes
-        after it stay for the next call. Raises ReplyTimeout when no complete reply comes in
+        after it stay for the next call. In the ACK/NACK protocol a reply ends at ACK, which is
+        kept as its last character, or is NACK and its code. Raises ReplyTimeout when no complete reply comes in
         time, ProtocolError when the reply is not printable ASCII or runs past MAX_REPLY
         bytes, LinkError when the link fails.
         """
@@ -95,6 +101,15 @@ class Link(ABC):
 
     def _take_reply(self) -> str | None:
         body = self._pending.lstrip(_PADDING)
+        if body[:1] == NACK.encode():
+            if len(body) < 2:
+                self._pending = body
+                return None
+            code = body[1:2]
+            self._pending = body[2:]
+            if not _PRINTABLE.fullmatch(code):
+                raise ProtocolError(f"the printer on {self.device} sent NACK with a code that is not text: {code!r}")
+            return NACK + code.decode("ascii")
         end = _TERMINATOR.search(body)
         if end is None:
             if len(body) > MAX_REPLY:
@@ -103,12 +118,13 @@ class Link(ABC):
             self._pending = body
             return None
         raw = bytes(body[: end.start()])
+        acknowledged = body[end.start()] == 0x06
         self._pending = body[end.end() :]
         if len(raw) > MAX_REPLY:
             raise ProtocolError(f"the printer on {self.device} sent a reply of {len(raw)} bytes")
         if not _PRINTABLE.fullmatch(raw):
             raise ProtocolError(f"the printer on {self.device} sent a reply that is not text: {raw[:40]!r}")
-        return raw.decode("ascii")
+        return raw.decode("ascii") + (ACK if acknowledged else "")
 
     def __enter__(self) -> Link:
         return self

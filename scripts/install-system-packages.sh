@@ -3,9 +3,11 @@
 #   pcscd + vsmartcard-vpcd  the real PC/SC daemon and the virtual-card driver behind it
 #   libpcsclite-dev + swig   to build pyscard from source (PyPI has no Linux wheel)
 #   systemd                  systemd-analyze, which the tests run on the unit
+#   opensc + pcsc-tools      opensc-tool and pcsc_scan: clients nobody here wrote, to see the chip
+#   socat                    a technician's raw console on the printer's serial device
 # As root it installs them; otherwise it prints the exact command and stops.
 set -euo pipefail
-packages=(pcscd vsmartcard-vpcd libpcsclite-dev swig systemd)
+packages=(pcscd vsmartcard-vpcd libpcsclite-dev swig systemd opensc pcsc-tools socat)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,8 +1,8 @@
 """Each printed card as a picture, rebuilt from the panels the printer received.
 
 The printer sees panels, not pictures: Y, M and C at their depth (ink levels), K and O at one
-bit a dot, each 648 dots x 1016 lines, the card turned a quarter counter-clockwise
-(docs/PROTOCOLS.md section 1, "Panels"). Putting them back together - subtractive colour, K on
+bit a dot, each 648 dots x 1016 lines, the card turned a quarter clockwise, so the first dot
+of the first line is the card's bottom-left corner (docs/PROTOCOLS.md section 1, "Panels"). Putting them back together - subtractive colour, K on
 top, turned back - shows what the host really printed, so a wrong image or a wrong rotation is
 visible to a person and checkable by a test. `CardPictures` does it on a thread of its own so
 the printer never waits for a PNG encoder.
@@ -85,8 +85,8 @@ def rebuild_face(panels: Sequence[PanelLike]) -> Image.Image:
     rgb = np.stack([(1 - ink["c"]) * 255, (1 - ink["m"]) * 255, (1 - ink["y"]) * 255], axis=2)
     rgb[black] = 0
     image = Image.fromarray(np.rint(rgb).astype(np.uint8), "RGB")
-    # The printer's lines run across the card turned counter-clockwise: turn it back.
-    return image.transpose(Image.Transpose.ROTATE_270)
+    # The printer's lines run across the card turned clockwise: turn it back, counter-clockwise.
+    return image.transpose(Image.Transpose.ROTATE_90)
 
 
 def rebuild_card(panels: Sequence[PanelLike]) -> bytes:

@@ -1,48 +1,75 @@
 """The Evolis escape-command language on the printer's side (docs/PROTOCOLS.md section 1).
 
-`FrameReader` cuts a byte stream into commands (partial reads, several commands in one read,
-NUL padding, binary `Db` payloads taken by length). `EvolisServer` answers each command from a
-`Printer`. `serve` runs the two over any `ByteLink`, so the pty here and a USB relay later share
-them; the link alone decides the reply terminator. `LineFaults` is what a bad cable or a
-confused firmware does to the conversation (garbage bytes, slow replies, commands that fail).
+`FrameReader` cuts a byte stream into commands as the Programming Guide frames them (section 3:
+start, fields, separator, stop, "the Start Character is not compulsory after the CR character";
+NUL padding between commands; downloads taken by their length, never split). `EvolisServer`
+answers each command through the printer's firmware (simulators/evolis_firmware.py), as text
+or, once `Pem`/`Pcom` set it, in the ACK/NACK protocol (guide section 5). `serve` runs the two
+over any `ByteLink`, so the pty and the USB relay share them; the link decides the text
+reply's terminator. `LineFaults` is what a bad cable or a confused firmware does to the
+conversation (garbage bytes, slow replies, commands that fail).
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Callable, Protocol
+from typing import Protocol
 
-from simulators.panel_compression import MAX_COMPRESSED, CompressedPanelError, expand_mono
-from simulators.printer import Panel, Printer, PrinterRefused, PrinterStopped, Refusal, Side, Station
+from simulators.evolis_firmware import Command, Firmware
+from simulators.panel_compression import CompressedPanelError, expand_colour, expand_mono
+from simulators.printer import Printer, PrinterRefused, PrinterStopped, Refusal
 
 log = logging.getLogger(__name__)
 
 ESC = 0x1B
 CR = 0x0D
+SEMICOLON = 0x3B
+NUL = 0x00
+ACK = 0x06
+NACK = 0x15
 
+PANEL_LINES = 1016
+PANEL_DOTS = 648
+BITS = {2: 1, 32: 5, 64: 6, 128: 7}
 # Bytes of one panel by depth: 648 x 1016 dots at 1, 5, 6 or 7 bits a dot.
-PANEL_BYTES = {2: 82_296, 32: 411_480, 64: 493_776, 128: 576_072}
+PANEL_BYTES = {depth: PANEL_DOTS * PANEL_LINES * bits // 8 for depth, bits in BITS.items()}
+MAX_COMPRESSED = 4 * PANEL_BYTES[128]  # beyond any compressed panel: the stream is garbage
+MAX_BMP = 4 * 1024 * 1024
+MAX_HEADER = 512  # the longest command with text (`Wt`, `Wb`, `Dm`); beyond this it is garbage
 
-MAX_HEADER = 64  # no command of ours is longer; beyond this the stream is garbage
-
-
-@dataclass(frozen=True)
-class Command:
-    """One complete command: its name, its `;` parameters and, for `Db`, the panel bytes."""
-
-    name: str
-    params: tuple[str, ...]
-    data: bytes | None = None
+# NACK codes of the ACK/NACK protocol (guide section 5) for each refusal. The guide's codes:
+# 1 command, 2 parameter, T time-out or mechanical, C cover open, F feeder, R ribbon,
+# K/D/W magnetic. Which refusal takes which is an assumption (docs/PROTOCOLS.md).
+NACK_CODES: dict[Refusal, str] = {
+    Refusal.UNKNOWN_COMMAND: "1",
+    Refusal.NOT_EQUIPPED: "1",
+    Refusal.NO_SEQUENCE: "1",
+    Refusal.PARAMETER: "2",
+    Refusal.DATA_LENGTH: "2",
+    Refusal.JAM: "T",
+    Refusal.TIMEOUT: "T",
+    Refusal.COOLING: "T",
+    Refusal.HOPPER_FULL: "T",
+    Refusal.REJECT_FULL: "T",
+    Refusal.CARD_INSIDE: "T",
+    Refusal.COMMAND_FAILED: "T",
+    Refusal.COVER_OPEN: "C",
+    Refusal.FEEDER_EMPTY: "F",
+    Refusal.NO_CARD: "F",
+    Refusal.RIBBON_ENDED: "R",
+    Refusal.MAGNETIC_DATA: "D",
+}
 
 
 @dataclass(frozen=True)
 class Malformed:
-    """A command that could not be framed; it is answered with `ERR <refusal>`."""
+    """A command that could not be framed; it is answered with the refusal's text."""
 
     refusal: Refusal
 
@@ -51,35 +78,48 @@ Frame = Command | Malformed
 
 
 class _Phase(Enum):
-    IDLE = "idle"  # waiting for ESC; anything else is dropped
-    HEADER = "header"  # between ESC and CR, or up to a `Db` payload
-    PAYLOAD = "payload"  # taking the declared number of `Db` bytes
-    TRAILER = "trailer"  # the CR after a payload
+    IDLE = "idle"  # between commands: NUL padding, or the start of the next one
+    HEADER = "header"  # the command's fields, up to its stop character or its download data
+    PAYLOAD = "payload"  # taking the declared number of download bytes
+    TRAILER = "trailer"  # the stop character after a download
     DISCARD = "discard"  # dropping the rest of a bad command until the line goes quiet
+
+
+# Downloads: how many fields (after the name) come before the data.
+_DOWNLOAD_FIELDS = {b"Db": 2, b"Dbc": 3, b"Dbp": 4, b"Dbpc": 4, b"Dbmp": 4}
 
 
 class FrameReader:
     """Cuts a byte stream into frames.
 
-    A `Db` payload must keep arriving: after `payload_timeout` seconds without a byte it is
+    A download must keep arriving: after `payload_timeout` seconds without a byte it is
     answered `ERR DATA LENGTH`. When a command is bad in a way that leaves its remaining length
-    unknown (a payload longer than declared, an unknown depth, an endless header), the reader
-    drops bytes until none has come for `settle` seconds and only then answers: the host waits
-    for that answer before sending more, so everything before it belongs to the bad command.
-    Then parsing starts again at the next ESC.
+    unknown (data longer than declared, an unknown depth, an endless header), the reader drops
+    bytes until none has come for `settle` seconds and only then answers: the host waits for
+    that answer before sending more, so everything before it belongs to the bad command.
+
+    Before the first stop character a command needs its start character (ESC): bytes before
+    it are noise. After a stop character the start character may be left out (guide section 3).
     """
 
     def __init__(self, payload_timeout: float = 1.0, settle: float = 0.1) -> None:
         self._payload_timeout = payload_timeout
         self._settle = settle
+        self._start, self._sep, self._end = ESC, SEMICOLON, CR
         self._phase = _Phase.IDLE
+        self._after_end = False
         self._header = bytearray()
         self._payload = bytearray()
         self._payload_size = 0
-        self._db_params: tuple[str, ...] = ()
-        self._payload_command = "Db"  # or "Dbc", whose payload is a compressed 1-bit panel
+        self._download: tuple[str, tuple[str, ...]] = ("Db", ())
+        self._bmp_pending = False  # Dbmp: the size is in the file's own header
+        self._maybe_first_line = False  # Dbc: a short count may be a first line (see _resolve_first_line)
         self._discard_refusal = Refusal.DATA_LENGTH
         self._last_byte_at = 0.0
+
+    def set_framing(self, start: int, sep: int, end: int) -> None:
+        """`Psc`: the characters that start, separate and end commands from the next one on."""
+        self._start, self._sep, self._end = start, sep, end
 
     def feed(self, data: bytes, now: float) -> list[Frame]:
         """Take the next bytes of the stream; return the frames they complete, in order."""
@@ -91,24 +131,30 @@ class FrameReader:
         while i < n:
             phase = self._phase
             if phase is _Phase.IDLE:
-                j = data.find(ESC, i)
-                if j < 0:
-                    break
-                self._start_header()
-                i = j + 1
+                b = data[i]
+                if b == NUL or b == self._end:
+                    i += 1
+                elif b == self._start:
+                    self._start_header()
+                    i += 1
+                elif self._after_end:
+                    self._start_header()  # no start character: allowed after a stop character
+                else:
+                    j = data.find(self._start, i)
+                    if j < 0:
+                        break
+                    i = j
             elif phase is _Phase.HEADER:
                 i = self._take_header(data, i, frames)
             elif phase is _Phase.PAYLOAD:
-                take = min(self._payload_size - len(self._payload), n - i)
-                self._payload += data[i : i + take]
-                i += take
-                if len(self._payload) == self._payload_size:
-                    self._phase = _Phase.TRAILER
+                i = self._take_payload(data, i)
             elif phase is _Phase.TRAILER:
-                if data[i] == CR:
-                    frames.append(Command(self._payload_command, self._db_params, bytes(self._payload)))
+                if data[i] == self._end:
+                    name, params = self._download
+                    frames.append(Command(name, params, bytes(self._payload)))
                     self._payload.clear()
                     self._phase = _Phase.IDLE
+                    self._after_end = True
                     i += 1
                 else:
                     self._discard(Refusal.DATA_LENGTH)
@@ -117,7 +163,7 @@ class FrameReader:
         return frames
 
     def expire(self, now: float) -> list[Frame]:
-        """Frames due to time alone: a stalled payload, or a discarded command once quiet."""
+        """Frames due to time alone: a stalled download, or a discarded command once quiet."""
         due = self.deadline()
         if due is None or now < due:
             return []
@@ -138,6 +184,7 @@ class FrameReader:
 
     def _start_header(self) -> None:
         self._header.clear()
+        self._maybe_first_line = False
         self._phase = _Phase.HEADER
 
     def _discard(self, refusal: Refusal) -> None:
@@ -145,6 +192,7 @@ class FrameReader:
         self._payload.clear()
         self._discard_refusal = refusal
         self._phase = _Phase.DISCARD
+        self._after_end = False
 
     def _take_header(self, data: bytes, i: int, frames: list[Frame]) -> int:
         """Consume header bytes from data[i:]; return the index of the first byte not taken."""
@@ -152,61 +200,139 @@ class FrameReader:
         while i < n:
             b = data[i]
             i += 1
-            if b == CR:
+            if b == self._end:
                 frames.append(self._command(bytes(self._header)))
                 self._phase = _Phase.IDLE
+                self._after_end = True
                 return i
-            if b == ESC:
+            if b == self._start:
                 # An unfinished command followed by a new one: the new one wins.
-                self._header.clear()
+                self._start_header()
                 continue
+            if b == NUL and not self._header:
+                continue  # padding before a command that left out its start character
+            if self._maybe_first_line and self._resolve_first_line(b):
+                return i
             self._header.append(b)
             if len(self._header) > MAX_HEADER:
                 self._discard(Refusal.UNKNOWN_COMMAND)
                 return n
-            if b == ord(";") and self._header.startswith(b"Db;") and self._header.count(b";") == 3:
-                self._start_payload()
-                return i
-            if b == ord(";") and self._header.startswith(b"Dbc;") and self._header.count(b";") == 4:
-                self._start_compressed_payload()
+            if b == self._sep and self._download_ready():
                 return i
         return i
 
-    def _start_payload(self) -> None:
-        fields = self._header.decode("ascii", errors="replace").split(";")
-        params = (fields[1], fields[2])
-        try:
-            size = PANEL_BYTES[int(params[1])]
-        except (ValueError, KeyError):
+    def _download_ready(self) -> bool:
+        """At a separator: True when the header so far announces download data (phase set)."""
+        name, _, rest = bytes(self._header).partition(bytes([self._sep]))
+        fields_before_data = _DOWNLOAD_FIELDS.get(name)
+        if fields_before_data is None:
+            return False
+        fields = rest.split(bytes([self._sep]))[:-1]  # the header ends with a separator
+        if name == b"Dbc" and len(fields) == 4:
+            fields_before_data = 4  # the first line was settled by _resolve_first_line
+        elif name == b"Dbc" and len(fields) == 3 and fields[2].isdigit() and int(fields[2]) < PANEL_LINES:
+            # Section 4's `Dbc;p;levels;<bytes>;` or the definition page's
+            # `Dbc;p;levels;<first line>;<bytes>;`? A whole compressed panel is at least 1016
+            # bytes, so a smaller number may be a first line: digits and a separator next say so.
+            self._maybe_first_line = True
+            return False
+        if len(fields) != fields_before_data:
+            return False
+        self._begin_download(name.decode("ascii"), tuple(f.decode("ascii", "replace") for f in fields))
+        return True
+
+    def _resolve_first_line(self, b: int) -> bool:
+        """While a `Dbc` header may go on with a byte count: True when `b` settled it as data.
+
+        A digit keeps it open; a separator after digits makes it the four-field form (handled
+        by `_download_ready`); anything else means the count was the byte count and `b` is
+        the first byte of the data.
+        """
+        if 0x30 <= b <= 0x39:
+            return False
+        head = bytes(self._header)
+        third = _nth(head, self._sep, 4)  # the one after the count
+        if b == self._sep and len(head) > third + 1:
+            self._maybe_first_line = False
+            return False
+        self._maybe_first_line = False
+        fields = tuple(f.decode("ascii", "replace") for f in head[:third].split(bytes([self._sep]))[1:])
+        early = head[third + 1:] + bytes([b])
+        self._begin_download("Dbc", fields)
+        if self._phase is _Phase.PAYLOAD:
+            self._payload += early[: self._payload_size]
+            if len(self._payload) >= self._payload_size:
+                self._phase = _Phase.TRAILER
+        return True
+
+    def _begin_download(self, name: str, fields: tuple[str, ...]) -> None:
+        size = _download_size(name, fields)
+        if size is None:
             self._discard(Refusal.PARAMETER)
             return
-        self._payload_command = "Db"
-        self._db_params = params
-        self._payload_size = size
+        self._download = (name, fields)
         self._payload.clear()
+        self._bmp_pending = name == "Dbmp"
+        self._payload_size = 6 if self._bmp_pending else size
         self._phase = _Phase.PAYLOAD
 
-    def _start_compressed_payload(self) -> None:
-        # `Dbc;<panel>;2;<length>;`: the length is of the compressed bytes (simulators/panel_compression.py).
-        fields = self._header.decode("ascii", errors="replace").split(";")
-        params = (fields[1], fields[2])
-        if params[1] != "2" or not fields[3].isdigit() or not 0 < int(fields[3]) <= MAX_COMPRESSED:
-            self._discard(Refusal.PARAMETER)
-            return
-        self._payload_command = "Dbc"
-        self._db_params = params
-        self._payload_size = int(fields[3])
-        self._payload.clear()
-        self._phase = _Phase.PAYLOAD
+    def _take_payload(self, data: bytes, i: int) -> int:
+        take = min(self._payload_size - len(self._payload), len(data) - i)
+        self._payload += data[i : i + take]
+        i += take
+        if len(self._payload) == self._payload_size:
+            if self._bmp_pending:
+                # A BMP file says its own length in bytes 2..5 of its header.
+                self._bmp_pending = False
+                size = struct.unpack_from("<I", self._payload, 2)[0]
+                if not self._payload.startswith(b"BM") or not 6 < size <= MAX_BMP:
+                    self._discard(Refusal.DATA_LENGTH)
+                    return i
+                self._payload_size = size
+                return i
+            self._phase = _Phase.TRAILER
+        return i
 
-    @staticmethod
-    def _command(header: bytes) -> Frame:
+    def _command(self, header: bytes) -> Frame:
         try:
             text = header.decode("ascii")
         except UnicodeDecodeError:
             return Malformed(Refusal.UNKNOWN_COMMAND)
-        name, *params = text.split(";")
+        name, *params = text.split(chr(self._sep))
         return Command(name, tuple(params))
+
+
+def _nth(data: bytes, byte: int, n: int) -> int:
+    """Index of the n-th occurrence of `byte` in `data` (n from 1)."""
+    i = -1
+    for _ in range(n):
+        i = data.index(byte, i + 1)
+    return i
+
+
+def _download_size(name: str, fields: tuple[str, ...]) -> int | None:
+    """Bytes of download data a header announces, or None when the header is wrong."""
+    def number(text: str, low: int, high: int) -> int | None:
+        return int(text) if text.isdigit() and low <= int(text) <= high else None
+
+    depth = number(fields[1], 2, 128) if name != "Dbmp" else 2
+    if depth not in BITS:
+        return None
+    if name == "Db":
+        return PANEL_BYTES[depth]
+    if name == "Dbmp":
+        return MAX_BMP
+    if name == "Dbp":  # panel; levels; first line; lines (at most 420)
+        first, lines = number(fields[2], 0, PANEL_LINES - 1), number(fields[3], 1, 420)
+        if first is None or lines is None or first + lines > PANEL_LINES:
+            return None
+        return lines * PANEL_DOTS * BITS[depth] // 8
+    if name == "Dbc" and len(fields) == 3:
+        return number(fields[2], 1, MAX_COMPRESSED)
+    # Dbc with a first line, and Dbpc: panel; levels; first line; bytes
+    if number(fields[2], 0, PANEL_LINES - 1) is None:
+        return None
+    return number(fields[3], 1, MAX_COMPRESSED)
 
 
 @dataclass
@@ -254,45 +380,22 @@ class LineFaults:
                 "slow_delay_s": self.slow_delay, "command_errors": dict(self.command_errors)}
 
 
-_SIDES = {"Sr": Side.FRONT, "Sv": Side.BACK}
-_STATIONS = {"Sic": Station.CONTACTLESS, "Sis": Station.CONTACT, "Si": Station.PRINT}
-
-
 class EvolisServer:
-    """Answers framed commands from one printer. Replies carry no terminator; the link adds it."""
+    """Answers framed commands from one port of one printer.
+
+    `answer` gives the reply text (`OK`, a value, `ERR <TEXT>`); `encode` gives the bytes that
+    go back: the text and the link's terminator, or in the ACK/NACK protocol the value (if
+    any) followed by ACK, or NACK and its code (guide section 5).
+    """
 
     def __init__(self, printer: Printer, frames: FrameReader | None = None,
                  line_faults: LineFaults | None = None) -> None:
         self.printer = printer
         self.frames = frames if frames is not None else FrameReader()
         self.line_faults = line_faults if line_faults is not None else LineFaults()
-        p = printer
-        self._no_params: dict[str, Callable[[], str]] = {
-            "Rfv": lambda: p.identity.firmware,
-            "Rsn": lambda: p.identity.serial_number,
-            "Rtp": lambda: p.identity.model,
-            "Rr": p.ribbon_type,
-            "Rst": self._status,
-            "Ss": _ok(p.start_sequence),
-            "Se": _ok(p.eject),
-            "Ser": _ok(p.reject),
-            "Scp": _ok(p.clean),
-            "Srs": _ok(p.reset),
-            "Sa": _ok(p.self_adjust),
-            "St": _ok(p.test_card),
-        }
-        self._one_param: dict[str, dict[str, Callable[[], str]]] = {
-            "Rco": {
-                "c": lambda: str(p.counters().cards_inserted),
-                "p": lambda: str(p.counters().panels_printed),
-                "l": lambda: str(p.counters().ribbon_remaining),
-            },
-            "Rse": {
-                "o": lambda: "1" if p.cover_open() else "0",
-                "p": lambda: "1" if p.card_inside() else "0",
-            },
-            "Sk": {"f": lambda: "3" if p.feeder_empty() else "0"},
-        }
+        self.firmware = Firmware(printer)
+        self._framing = printer.settings.framing
+        self.frames.set_framing(*self._framing)
 
     def answer(self, frame: Frame) -> str:
         """The reply to one frame (`OK`, a value, or `ERR <TEXT>`).
@@ -300,78 +403,72 @@ class EvolisServer:
         Raises PrinterStopped when shutdown interrupts a movement: then nothing is answered.
         """
         if isinstance(frame, Malformed):
-            return f"ERR {frame.refusal.value}"
+            return frame.refusal.value
         if self.line_faults.take_command_error(frame.name):
-            return f"ERR {Refusal.COMMAND_FAILED.value}"
+            return Refusal.COMMAND_FAILED.value
         try:
-            return self._dispatch(frame)
+            command = _expanded(frame)
         except PrinterRefused as e:
-            return f"ERR {e.refusal.value}"
+            return e.refusal.value
+        reply = self.firmware.answer(command)
+        self.follow_framing()
+        return reply
 
-    def _dispatch(self, c: Command) -> str:
-        if c.name in self._no_params:
-            _expect(c, 0)
-            return self._no_params[c.name]()
-        if c.name in self._one_param:
-            _expect(c, 1)
-            choice = self._one_param[c.name].get(c.params[0])
-            if choice is None:
-                raise PrinterRefused(Refusal.PARAMETER)
-            return choice()
-        if c.name in _STATIONS:
-            _expect(c, 0)
-            self.printer.feed(_STATIONS[c.name])
-            return "OK"
-        if c.name in _SIDES:
-            _expect(c, 0)
-            self.printer.select_side(_SIDES[c.name])
-            return "OK"
-        if c.name == "Pr":
-            _expect(c, 1)
-            if not (c.params[0].isascii() and c.params[0].isalpha() and c.params[0].islower()):
-                raise PrinterRefused(Refusal.PARAMETER)
-            self.printer.set_ribbon_type(c.params[0])
-            return "OK"
-        if c.name == "Db":
-            if c.data is None:  # `Db` ended by CR before its depth: no payload can follow
-                raise PrinterRefused(Refusal.PARAMETER)
-            try:
-                panel = Panel(c.params[0])
-            except ValueError:
-                raise PrinterRefused(Refusal.PARAMETER) from None
-            self.printer.print_panel(panel, int(c.params[1]), c.data)
-            return "OK"
-        if c.name == "Dbc":
-            if c.data is None or c.params[0] not in ("k", "o"):  # only 1-bit panels have the compressed form
-                raise PrinterRefused(Refusal.PARAMETER)
-            try:
-                data = expand_mono(c.data)
-            except CompressedPanelError:
-                raise PrinterRefused(Refusal.DATA_LENGTH) from None
-            self.printer.print_panel(Panel(c.params[0]), 2, data)
-            return "OK"
-        raise PrinterRefused(Refusal.UNKNOWN_COMMAND)
+    def follow_framing(self) -> None:
+        """Take up framing characters changed by `Psc` or `Srs` (on this port or another)."""
+        framing = self.printer.settings.framing
+        if framing != self._framing:
+            self._framing = framing
+            self.frames.set_framing(*framing)
 
-    def _status(self) -> str:
-        s = self.printer.status()
-        return f"{s.info:08X};{s.warning:08X};{s.error:08X}"
+    def encode(self, reply: str, terminator: bytes) -> bytes:
+        """The bytes of `reply` on the wire, in the protocol the printer is in now."""
+        if not self.printer.settings.errors.ack_nack:
+            return reply.encode("ascii") + terminator
+        refusal = next((r for r in Refusal if r.value == reply), None)
+        if refusal is not None or reply.startswith("ERR"):
+            code = NACK_CODES.get(refusal, "1") if refusal is not None else "1"
+            return bytes([NACK]) + code.encode("ascii")
+        value = b"" if reply == "OK" else reply.encode("ascii")
+        return value + bytes([ACK])
 
 
-def _ok(action: Callable[[], object]) -> Callable[[], str]:
-    def run() -> str:
-        action()
-        return "OK"
+def _expanded(frame: Command) -> Command:
+    """A download as whole panel bytes (compressed or partial forms expanded), for the firmware.
 
-    return run
-
-
-def _expect(c: Command, count: int) -> None:
-    if len(c.params) != count:
-        raise PrinterRefused(Refusal.PARAMETER)
+    Raises PrinterRefused(DATA_LENGTH / PARAMETER) when the data does not make a panel.
+    """
+    if frame.name not in ("Dbc", "Dbp", "Dbpc") or frame.data is None:
+        return frame
+    panel, levels = frame.params[0], frame.params[1]
+    depth = int(levels)
+    bits = BITS[depth]
+    line_bytes = PANEL_DOTS * bits // 8
+    try:
+        if frame.name == "Dbc" and len(frame.params) == 3:
+            if depth == 2:
+                data = expand_mono(frame.data)
+            else:
+                data = expand_colour(frame.data, bits)
+            return Command(frame.name, (panel, levels), data)
+        first = int(frame.params[2])
+        if frame.name == "Dbp":
+            lines = frame.data
+        elif depth == 2:
+            lines = expand_mono(frame.data, lines=None)
+        else:
+            lines = expand_colour(frame.data, bits, lines=None)
+    except CompressedPanelError:
+        raise PrinterRefused(Refusal.DATA_LENGTH) from None
+    count = len(lines) // line_bytes
+    if first + count > PANEL_LINES or len(lines) % line_bytes:
+        raise PrinterRefused(Refusal.DATA_LENGTH)
+    whole = bytes(first * line_bytes) + lines + bytes((PANEL_LINES - first - count) * line_bytes)
+    return Command(frame.name, (panel, levels), whole)
 
 
 class ByteLink(Protocol):
-    """Where the host's bytes come from and the replies go (a pty, later a USB relay)."""
+    """Where the host's bytes come from and the replies go (a pty, a USB relay)."""
 
     terminator: bytes
 
@@ -391,6 +488,7 @@ def serve(link: ByteLink, server: EvolisServer, stop: threading.Event, poll: flo
     faults = server.line_faults
     while not stop.is_set():
         server.printer.run_pending()
+        server.follow_framing()
         due = frames.deadline()
         wait = poll if due is None else max(0.0, min(poll, due - time.monotonic()))
         data = link.read(wait)
@@ -404,4 +502,4 @@ def serve(link: ByteLink, server: EvolisServer, stop: threading.Event, poll: flo
             delay = faults.delay(time.monotonic())
             if delay and stop.wait(delay):
                 return
-            link.write(faults.take_garbage() + reply.encode("ascii") + link.terminator)
+            link.write(faults.take_garbage() + server.encode(reply, link.terminator))

@@ -22,10 +22,17 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, Callable, Protocol
 
+from simulators.printer_settings import Settings
+
 log = logging.getLogger(__name__)
 
 RIBBON_CARDS = 500  # a fresh YMCKO ribbon, in cards
 RIBBON_LOW_AT = 50  # cards left when the printer starts warning
+PANEL_BYTES_MONO = 648 * 1016 // 8  # one 1-bit panel
+# Cards between two cleanings before the printer asks for one (`Rlr;r` "ERR NEED CLEANING").
+# An assumption: the guide names the counter but not its value.
+CLEANING_EVERY = 1000
+FEEDER_WARNING_AT = 10  # blanks left when the feeder's warning sensor is uncovered (assumption)
 
 
 class Chip(Protocol):
@@ -53,22 +60,32 @@ class EncoderReader(Protocol):
 
 
 class Refusal(Enum):
-    """Why the printer refused a command; the value is the text after `ERR` on the wire."""
+    """Why the printer refused a command; the value is the whole reply on the wire.
+
+    Where field code written against real Evolis printers compares a reply literally, that is
+    the text (docs/PROTOCOLS.md "Replies": `ERROR CDE`, `ERROR PARAMETRES`, `FEEDER EMPTY`,
+    `COVER OPEN`, `CARD JAM`, `HOPPER FULL`, `ERROR RIBBON`, `ERROR HEAD`, `ERROR TIME OUT`,
+    `OPT NOT AVAILABLE`, `ERROR MAGN DATA`); the rest are assumptions, each starting with `ERR`,
+    the prefix by which the vendor's SDK knows an error reply.
+    """
 
     FEEDER_EMPTY = "FEEDER EMPTY"
-    CARD_INSIDE = "CARD INSIDE"
-    NO_CARD = "NO CARD"
-    NO_SEQUENCE = "NO SEQUENCE"
-    PARAMETER = "PARAMETER"
-    UNKNOWN_COMMAND = "UNKNOWN COMMAND"
-    DATA_LENGTH = "DATA LENGTH"
+    CARD_INSIDE = "ERR CARD INSIDE"
+    NO_CARD = "ERR NO CARD"
+    NO_SEQUENCE = "ERR NO SEQUENCE"
+    PARAMETER = "ERROR PARAMETRES"
+    UNKNOWN_COMMAND = "ERROR CDE"
+    DATA_LENGTH = "ERR DATA LENGTH"
     COVER_OPEN = "COVER OPEN"
-    JAM = "JAM"
-    RIBBON_ENDED = "RIBBON ENDED"
+    JAM = "CARD JAM"
+    RIBBON_ENDED = "ERROR RIBBON"
     HOPPER_FULL = "HOPPER FULL"
-    REJECT_FULL = "REJECT FULL"
-    COOLING = "COOLING"
-    COMMAND_FAILED = "COMMAND FAILED"  # an injected command error (simulate-ctl command-error)
+    REJECT_FULL = "ERR REJECT BOX FULL"
+    COOLING = "ERROR HEAD"  # the head too hot to start a card: the field's "error on print head"
+    COMMAND_FAILED = "ERR COMMAND FAILED"  # an injected command error (simulate-ctl command-error)
+    MAGNETIC_DATA = "ERROR MAGN DATA"  # nothing to read on the track, or `Smw` with nothing downloaded
+    TIMEOUT = "ERROR TIME OUT"  # a module or device that should answer did not (`Scom`, `Sds`)
+    NOT_EQUIPPED = "OPT NOT AVAILABLE"  # a command of an option this printer does not have
 
 
 class PrinterRefused(Exception):
@@ -130,6 +147,8 @@ class Timings:
     cleaning: float = 20.0
     self_adjust: float = 5.0
     reset: float = 2.0
+    magnetic: float = 1.5  # one pass under the magnetic head
+    motor: float = 0.5  # a motor command (`Mc`, `Mf`, `Mh`, `Mr`)
 
     def panel(self, panel: Panel) -> float:
         """Seconds to print one panel."""
@@ -193,6 +212,7 @@ class CardInside:
     position: Station
     panels: list[str] = field(default_factory=list)
     images: list[PanelImage] = field(default_factory=list)
+    magnetic: dict[str, str] = field(default_factory=dict)  # track -> data written by `Smw`
 
 
 @dataclass
@@ -228,6 +248,7 @@ class CardLeft:
     panels: tuple[str, ...]
     images: tuple[PanelImage, ...] = ()
     timing: CardTiming | None = None
+    magnetic: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -265,6 +286,9 @@ class PrinterState:
     sequence_open: bool = False
     side: Side = Side.FRONT
     card: CardInside | None = None
+    cleanings: int = 0  # cleaning cycles run (`Rco;n`)
+    cards_since_cleaning: int = 0
+    settings: Settings = field(default_factory=Settings)
 
     def __post_init__(self) -> None:
         if self.blanks_loaded < 0:
@@ -279,6 +303,7 @@ class PrinterState:
                 "position": self.card.position.value,
                 "panels": list(self.card.panels),
                 "chip": self.card.chip.to_json(),
+                "magnetic": dict(self.card.magnetic),
             }
         return {
             "hopper_remaining": self.hopper_remaining,
@@ -296,6 +321,9 @@ class PrinterState:
             "sequence_open": self.sequence_open,
             "side": self.side.value,
             "card": card,
+            "cleanings": self.cleanings,
+            "cards_since_cleaning": self.cards_since_cleaning,
+            "settings": self.settings.to_json(),
         }
 
     @classmethod
@@ -309,6 +337,7 @@ class PrinterState:
                 chip=chip_type.from_json(c["chip"]),
                 position=Station(c["position"]),
                 panels=[str(p) for p in c["panels"]],
+                magnetic={str(k): str(v) for k, v in dict(c.get("magnetic", {})).items()},
             )
         return cls(
             hopper_remaining=int(d["hopper_remaining"]),
@@ -328,6 +357,9 @@ class PrinterState:
             sequence_open=bool(d["sequence_open"]),
             side=Side(d["side"]),
             card=card,
+            cleanings=int(d.get("cleanings", 0)),
+            cards_since_cleaning=int(d.get("cards_since_cleaning", 0)),
+            settings=Settings.from_json(d.get("settings")),
         )
 
 
@@ -338,6 +370,38 @@ class Identity:
     firmware: str = "SIM-1.0.0"
     serial_number: str = "SIMP00001"
     model: str = "Primacy (virtual)"
+
+
+@dataclass(frozen=True)
+class Equipment:
+    """The options a printer model has; a command of a missing option is refused.
+
+    `status_words`: the vendor SDK's status words (`Rpst`, `Rsid`) and the older `Rst`, which
+    are in neither revision of the guide (a capability the driver detects and never requires);
+    off unless asked for.
+    """
+
+    contactless: bool = True  # contactless encoder station (`Sic`, `Poc`, `Roc`)
+    smart: bool = True  # smart-card contact station (`Sis`, `Pos`, `Ros`, `Psm`, `Rsm`)
+    magnetic: bool = False  # magnetic encoder (`Dm`, `Pm*`, `Rm*`, `Smr`, `Smw`)
+    feeder: bool = True  # a feeder that answers `Sk`
+    dual_feeder: bool = False  # two feeders and two output hoppers (`Piem`, `Riem`, `Sk;f` 1 and 2)
+    flip_over: bool = True  # a duplex printer: the flip-over station (`Sv`, `Sds;<`)
+    output_hopper: bool = False  # an output hopper module that answers `Sds;?`
+    status_words: bool = False  # `Rpst`, `Rsid`, `Rst`
+
+    @classmethod
+    def parse(cls, text: str) -> Equipment:
+        """Options named in `text` (`contactless,smart,magnetic,status-words`); the rest off.
+
+        Raises ValueError naming an unknown option.
+        """
+        names = {f.replace("_", "-"): f for f in cls.__dataclass_fields__}
+        chosen = {w.strip() for w in text.split(",") if w.strip()}
+        unknown = chosen - set(names)
+        if unknown:
+            raise ValueError(f"no printer option {', '.join(sorted(unknown))}; options are {', '.join(sorted(names))}")
+        return cls(**{field_name: name in chosen for name, field_name in names.items()})
 
 
 class SupplyRefused(Exception):
@@ -370,11 +434,13 @@ class Printer:
         on_card_fed: Callable[[int], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         link_seconds: Callable[[], float] = lambda: 0.0,
+        equipment: Equipment | None = None,
     ) -> None:
         if speed <= 0:
             raise ValueError(f"speed must be above 0, not {speed}")
         self.name = name
         self.identity = identity
+        self._equipment = equipment if equipment is not None else Equipment()
         self._state = state
         self._reader = reader
         self._chip_type = chip_type
@@ -402,6 +468,62 @@ class Printer:
         self._printing_until = 0.0   # monotonic time the panel now printing is done
         self._previous_panel_s = 0.0
         self._link_mark = 0.0        # link seconds when the last panel (or side) was taken
+        # The five bitmaps of the guide's "General Working": volatile, as a real printer's are.
+        self._bitmaps: dict[Panel, tuple[int, bytes]] = {}
+
+    @property
+    def settings(self) -> Settings:
+        """The parameter memory (`P` commands set it, `R` commands read it)."""
+        return self._state.settings
+
+    @property
+    def equipment(self) -> Equipment:
+        return self._equipment
+
+    @property
+    def timings(self) -> Timings:
+        return self._timings
+
+    def save(self) -> None:
+        """Keep the state now (a parameter changed)."""
+        self._save()
+
+    def pause(self, seconds: float) -> None:
+        """`Sdm` / `Sdu`: the printer sleeps; real time, as the host asked (not scaled by speed)."""
+        self._wait_until(time.monotonic() + seconds)
+
+    def feeder_low(self) -> bool:
+        """The feeder's warning sensor (`Sk;w`): at or below FEEDER_WARNING_AT blanks."""
+        return self._state.hopper_remaining <= FEEDER_WARNING_AT
+
+    def sensor_active(self, sensor: str) -> bool:
+        """What a sensor of `Rse` sees: `o` the cover open, `p` a card at the print position,
+        `m` a card at the first fork (the magnetic head / feeder stop), `f` blanks in the
+        feeder, `n` more blanks than the near-empty level, `b` a card in the exit slot, `c` a
+        ribbon in front of the colour sensor, `r` the coded disk turning."""
+        s = self._state
+        if sensor == "o":
+            return Fault.COVER_OPEN in self._faults
+        if sensor == "n":
+            return s.hopper_remaining > FEEDER_WARNING_AT
+        if sensor == "b":
+            return False  # the exit slot: a card drops to the output hopper and does not wait there
+        if sensor == "p":
+            return s.card is not None and s.card.position is Station.PRINT
+        if sensor == "m":
+            return s.card is not None and s.card.position is not Station.PRINT
+        if sensor == "f":
+            return s.hopper_remaining > 0
+        if sensor == "c":
+            return s.ribbon_remaining > 0
+        return self._busy
+
+    def cleaning_due(self) -> bool:
+        return self._state.cards_since_cleaning >= CLEANING_EVERY
+
+    def cleaning_counts(self) -> tuple[int, int]:
+        """Cleanings run, and cards printed since the last one."""
+        return self._state.cleanings, self._state.cards_since_cleaning
 
     # -- other threads ------------------------------------------------------------------------
 
@@ -438,7 +560,11 @@ class Printer:
     # -- power -------------------------------------------------------------------------
 
     def power_on(self) -> None:
-        """Bring the printer up: a card left at the contactless station shows its chip again."""
+        """Bring the printer up: a sequence does not survive a power cycle (a card left inside
+        stays where it is, and a card left at the contactless station shows its chip again)."""
+        if self._state.sequence_open:
+            self._state.sequence_open = False
+            self._save()
         card = self._state.card
         if card is not None and card.position is Station.CONTACTLESS:
             self._present_chip(card)
@@ -622,21 +748,32 @@ class Printer:
         self._save()
 
     def start_sequence(self) -> None:
-        """`Ss`. Raises PrinterRefused(CARD_INSIDE) while a card is still on the path."""
-        if self._state.card is not None:
+        """`Ss`: open a card sequence; the card comes from the feeder at the first side or panel.
+
+        Refuses with CARD_INSIDE while a card from an earlier, ended sequence is still on the path.
+        A card already taken in the open sequence (a bare `Sic` before `Ss`) stays, and `Ss` is OK.
+        """
+        if self._state.card is not None and not self._state.sequence_open:
             raise PrinterRefused(Refusal.CARD_INSIDE)
+        if self._state.card is None:
+            self._state.side = Side.FRONT
         self._state.sequence_open = True
-        self._state.side = Side.FRONT
         self._save()
 
     def feed(self, station: Station) -> str:
-        """`Sic`/`Sis`/`Si`: take one blank from the hopper to `station`; returns its serial.
+        """`Sic`/`Sis`/`Si`/`Sib`: take one blank from the hopper to `station`; returns its serial.
 
-        Refuses with NO_SEQUENCE, COVER_OPEN, JAM, CARD_INSIDE, COOLING, FEEDER_EMPTY,
-        RIBBON_ENDED, HOPPER_FULL or REJECT_FULL (warnings that block a new card).
+        Outside a sequence the feed opens one (the guide: `Se` "indicates the end of a command
+        started by a Ss, a Si or a Sr"). Refuses with COVER_OPEN, JAM, CARD_INSIDE, COOLING,
+        FEEDER_EMPTY, RIBBON_ENDED, HOPPER_FULL or REJECT_FULL (warnings that block a new card),
+        and NO_CARD when the insertion mode is manual (`Pmi;M`: this printer has no manual slot).
         """
-        self._require_sequence()
         self._require_can_feed()
+        if self.settings.get("insertion") == "M":
+            raise PrinterRefused(Refusal.NO_CARD)
+        if not self._state.sequence_open:
+            self._state.sequence_open = True
+            self._state.side = Side.FRONT
         seconds = self._timings.feed
         if station is Station.PRINT:
             seconds += self._timings.move_to_print
@@ -648,6 +785,7 @@ class Printer:
         s.hopper_remaining -= 1
         s.next_blank_number += 1
         s.cards_inserted += 1
+        s.cards_since_cleaning += 1
         s.card = CardInside(blank_serial=serial, chip=self._chip_type(), position=station)
         self._save()
         log.info("%s: %s fed to the %s station", self.name, serial, station.value)
@@ -660,8 +798,15 @@ class Printer:
         return serial
 
     def select_side(self, side: Side) -> None:
-        """`Sr`/`Sv`: the following panels are for `side`; the card moves to the print position."""
-        self._require_sequence()
+        """`Sr`/`Sv`: the following panels are for `side`; the card moves to the print position.
+
+        With no card yet, the printer takes one from its feeder first (the guide's own example
+        and the vendor's streams send `Ss`, `Sr`, panels, `Se` with no `Si`). Outside a sequence
+        `Sr` opens one. Refuses as `feed` does, and with COVER_OPEN or JAM.
+        """
+        if self._state.card is None:
+            self.feed(Station.PRINT)
+        self._state.sequence_open = True
         card = self._require_card()
         self._require_mechanics()
         self._to_print_position(card)
@@ -671,13 +816,40 @@ class Printer:
         self._link_mark = self._link_seconds()
         self._save()
 
-    def print_panel(self, panel: Panel, depth: int = 2, data: bytes = b"") -> None:
-        """`Db`: print one panel on the current side of the card inside (`data` kept for the card's picture).
-
-        Refuses with NO_SEQUENCE, NO_CARD, COVER_OPEN, JAM or RIBBON_ENDED (no ribbon left for a
-        card not yet started).
+    def download(self, panel: Panel, depth: int, data: bytes) -> None:
+        """`Db`/`Dbc`/`Dbp`/`Dbpc`: the panel goes into the printer's bitmap memory and, in a
+        sequence, is printed on the current side (a card is taken from the feeder if none is in).
+        Outside a sequence nothing moves. Refuses as `print_panel` does.
         """
-        self._require_sequence()
+        self._bitmaps[panel] = (depth, data)
+        if self._state.sequence_open or self._state.card is not None:
+            self.print_panel(panel, depth, data)
+
+    def print_from_memory(self, panel: Panel) -> None:
+        """`Ssd;<p>` / `Sp;<p>`: print the panel held in bitmap memory, as if downloaded again.
+        A panel never downloaded (or cleared) prints no ink."""
+        depth, data = self._bitmaps.get(panel, (2, bytes(PANEL_BYTES_MONO)))
+        if not self._state.sequence_open and self._state.card is None:
+            self._state.sequence_open = True
+        self.print_panel(panel, depth, data)
+
+    def bitmap(self, panel: Panel) -> tuple[int, bytes]:
+        """The bitmap memory of `panel` (depth, bytes); a blank 1-bit panel when none is held."""
+        return self._bitmaps.get(panel, (2, bytes(PANEL_BYTES_MONO)))
+
+    def set_bitmap(self, panel: Panel, depth: int, data: bytes) -> None:
+        """Replace a bitmap in memory without printing (`Wcb`, `Wl`, `Wt`, `Wb`, `Dbmp`)."""
+        self._bitmaps[panel] = (depth, data)
+
+    def print_panel(self, panel: Panel, depth: int = 2, data: bytes = b"") -> None:
+        """Print one panel on the current side of the card inside (`data` kept for the card's picture).
+
+        With no card inside, the printer first takes one from its feeder. Refuses as `feed`
+        does, with COVER_OPEN or JAM, and RIBBON_ENDED (no ribbon left for a card not yet started).
+        """
+        if self._state.card is None:
+            self.feed(Station.PRINT)
+        self._state.sequence_open = True
         card = self._require_card()
         self._require_mechanics()
         first_panel = not card.panels
@@ -701,8 +873,23 @@ class Printer:
             s.ribbon_remaining -= 1  # one ribbon panel set per card
         self._save()
 
+    def end_sequence(self) -> None:
+        """`Se`: end the sequence; the card inside (if any) is ejected to the output hopper.
+
+        A sequence with no card in it just ends. Refuses with NO_CARD when there is neither a
+        sequence nor a card, and with COVER_OPEN, JAM or HOPPER_FULL.
+        """
+        if self._state.card is None:
+            if not self._state.sequence_open:
+                raise PrinterRefused(Refusal.NO_CARD)
+            self._state.sequence_open = False
+            self._state.side = Side.FRONT
+            self._save()
+            return
+        self.eject()
+
     def eject(self) -> None:
-        """`Se`: end the sequence and eject the card to the output hopper.
+        """Eject the card inside to the output hopper, ending the sequence.
 
         Refuses with NO_CARD, COVER_OPEN, JAM or HOPPER_FULL.
         """
@@ -717,7 +904,7 @@ class Printer:
         self._card_left(card, Bin.OUTPUT)
 
     def reject(self) -> None:
-        """`Ser`: eject the card to the reject box, wherever it is; ends the sequence.
+        """`Ser` / `Seb`: eject the card to the reject box, wherever it is; ends the sequence.
 
         Refuses with NO_CARD, COVER_OPEN, JAM or REJECT_FULL.
         """
@@ -731,22 +918,61 @@ class Printer:
         self._state.reject_in_bin += 1
         self._card_left(card, Bin.REJECT)
 
+    def insert_and_eject(self) -> None:
+        """`Sie`: take a blank and eject it at once, to check the card path; it counts like any card."""
+        self.feed(Station.PRINT)
+        self.eject()
+
+    def move_card(self, seconds: float) -> None:
+        """`Mc`, `Mf`, `Mh`, `Mr`: a motor runs; refuses with COVER_OPEN or JAM."""
+        self._require_mechanics()
+        self._move(seconds)
+
+    def write_magnetic(self, tracks: dict[str, str]) -> None:
+        """`Smw`: encode the tracks downloaded with `Dm` on the card inside (one is taken if none is)."""
+        if self._state.card is None:
+            self.feed(Station.PRINT)
+        card = self._require_card()
+        self._require_mechanics()
+        self._move(self._timings.magnetic)
+        card.magnetic.update(tracks)
+        self._save()
+
+    def read_magnetic(self, track: str) -> str:
+        """`Smr;<t>`: the track as encoded on the card inside. Refuses NO_CARD, or MAGNETIC when blank."""
+        card = self._require_card()
+        self._require_mechanics()
+        self._move(self._timings.magnetic)
+        if track not in card.magnetic:
+            raise PrinterRefused(Refusal.MAGNETIC_DATA)
+        return card.magnetic[track]
+
+    def card_position(self) -> Station | None:
+        """Where the card inside is (`Rlr;p`), or None with no card inside."""
+        return self._state.card.position if self._state.card is not None else None
+
     def clean(self) -> None:
         """`Scp`: a cleaning cycle; refuses with CARD_INSIDE, COVER_OPEN or JAM."""
         self._maintenance(self._timings.cleaning)
+        self._state.cleanings += 1
+        self._state.cards_since_cleaning = 0
+        self._save()
 
     def self_adjust(self) -> None:
         """`Sa`: self-adjustment; refuses with CARD_INSIDE, COVER_OPEN or JAM."""
         self._maintenance(self._timings.self_adjust)
 
     def reset(self) -> None:
-        """`Srs`: software reset; closes the sequence, leaves any card where it is."""
+        """`Srs`: software reset, "like when we restart it": closes the sequence, forgets the
+        volatile settings and the bitmap memory, leaves any card where it is."""
         self._move(self._timings.reset)
         self._state.sequence_open = False
+        self._state.settings.power_cycle()
+        self._bitmaps.clear()
         self._save()
 
     def test_card(self) -> None:
-        """`St`: feed a blank, print a YMCKO test front and eject it; it counts like any card."""
+        """`St` / `Stt`: feed a blank, print a YMCKO test front and eject it; it counts like any card."""
         self._require_can_feed()
         self.start_sequence()
         self.feed(Station.PRINT)

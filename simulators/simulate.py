@@ -11,6 +11,7 @@ continues with the same counters and hopper).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import logging
@@ -30,7 +31,8 @@ from simulators.chip import VirtualChip
 from simulators.control import ControlError, ControlServer, PrinterTarget, apply_action
 from simulators.evolis_server import ByteLink, EvolisServer, LineFaults, serve
 from simulators.fault_schedule import ScheduleError, by_printer, load_schedule
-from simulators.printer import Capacities, CardLeft, DutyCycle, Identity, Printer, PrinterState, Timings
+from simulators.printer import (Capacities, CardLeft, DutyCycle, Equipment, Identity, Printer, PrinterState,
+                                Timings)
 from simulators.link_bandwidth import DEFAULT_BAUD, Bandwidth, LinkClock, PacedLink, UsbSpeed
 from simulators.pty_port import StablePort
 from simulators.usb_port import VIRTUAL_PRODUCT_ID, VIRTUAL_VENDOR_ID, UsbIdentity, UsbPort, relay_socket_path
@@ -64,6 +66,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also offer each printer as a USB device, on a relay socket (devices.json: usb)")
     parser.add_argument("--usb-speed", choices=[s.value for s in UsbSpeed], default=UsbSpeed.FULL.value,
                         help="USB full speed (~1 MB/s) or high speed (~35 MB/s); default full")
+    parser.add_argument("--options", default="contactless,smart,feeder,flip-over",
+                        help="the printer model's options, comma-separated, from: contactless, smart, magnetic, "
+                             "feeder, dual-feeder, flip-over, output-hopper, status-words "
+                             "(default: contactless,smart,feeder,flip-over)")
+    parser.add_argument("--status-words", action="store_true",
+                        help="also answer `Rst` (the status words of newer firmware, in no revision of the guide)")
     parser.add_argument("--faults", type=Path, help="fault schedule, JSON or .toml (see simulators/fault_schedule.py)")
     parser.add_argument("--hopper-capacity", type=int, help="blanks the feeder holds (default: no limit)")
     parser.add_argument("--output-capacity", type=int, help="cards the output hopper holds (default: no limit)")
@@ -275,6 +283,17 @@ class _Running:
     usb_thread: threading.Thread | None = None
 
 
+def _equipment(args: argparse.Namespace) -> Equipment:
+    """The printer model's options. Raises SimulateError naming an unknown one."""
+    try:
+        equipment = Equipment.parse(args.options)
+    except ValueError as e:
+        raise SimulateError(str(e)) from None
+    if args.status_words:
+        equipment = dataclasses.replace(equipment, status_words=True)
+    return equipment
+
+
 def _options(args: argparse.Namespace) -> tuple[Capacities, DutyCycle, dict[str, dict[int, list[Any]]]]:
     """Capacities, duty cycle and fault schedule from the options. Raises SimulateError."""
     if args.speed <= 0:
@@ -313,6 +332,7 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     try:
         capacities, duty, schedule = _options(args)
+        equipment = _equipment(args)
         state_dir: Path = args.state_dir
         plans = plan_printers(state_dir, args.printers, args.first_slot, args.vpcd_port_base)
         unknown = set(schedule) - {p.name for p in plans}
@@ -364,6 +384,7 @@ def run(args: argparse.Namespace) -> int:
                 duty_cycle=duty,
                 on_card_fed=_scheduled(plan.name, schedule.get(plan.name, {}), targets),
                 link_seconds=lambda sc=serial_clock, uc=usb_clock: sc.seconds_charged + (uc.seconds_charged if uc else 0.0),
+                equipment=equipment,
             )
             state_file.save(state)
             printer.power_on()

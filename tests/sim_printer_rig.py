@@ -18,6 +18,7 @@ from typing import Any
 
 import serial
 
+from simulators.card_rebuild import CardPictures
 from simulators.chip import VirtualChip
 from simulators.evolis_server import EvolisServer, FrameReader, LineFaults, serve
 from simulators.printer import Printer, PrinterState, Timings
@@ -25,6 +26,13 @@ from simulators.pty_port import PtyPort
 from simulators.simulate import CardLog, StateFile
 
 PANEL_K = 82_296  # bytes of a depth-2 panel
+
+
+def volts(reply: str) -> float:
+    """A sensor reading (`Rse;<sensor>`), such as `5,00 Volts`, as a number of volts."""
+    number, _, unit = reply.partition(" ")
+    assert unit == "Volts", f"not a voltage: {reply!r}"
+    return float(number.replace(",", "."))
 
 
 @dataclass
@@ -92,6 +100,7 @@ def running_printer(
     reader: RecordingReader | None = None,
     frames: FrameReader | None = None,
     timings: Timings = Timings(),
+    pictures: bool = False,
     **printer_options: Any,
 ) -> Iterator[Rig]:
     """Start printer `p1` with state in `folder` (saved state wins over `blanks`); stop it on exit."""
@@ -99,6 +108,7 @@ def running_printer(
     state_file.path.parent.mkdir(parents=True, exist_ok=True)
     state: PrinterState = state_file.load(blanks)
     reader = reader if reader is not None else RecordingReader()
+    card_pictures = CardPictures() if pictures else None
     stop = threading.Event()
     printer = Printer(
         "p1",
@@ -106,7 +116,7 @@ def running_printer(
         reader=reader,
         chip_type=VirtualChip,
         persist=state_file.save,
-        on_card_left=CardLog(folder / "cards.jsonl").append,
+        on_card_left=CardLog(folder / "cards.jsonl", card_pictures).append,
         stop=stop,
         timings=timings,
         speed=speed,
@@ -126,4 +136,6 @@ def running_printer(
         thread.join(timeout=10)
         printer.power_off()
         port.close()
+        if card_pictures is not None:
+            card_pictures.close()
         assert not thread.is_alive(), "the printer loop did not stop"

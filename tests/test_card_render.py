@@ -9,7 +9,7 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from agent.card_render import CardImageError, render_card
 from drivers.evolis import DEPTH_BITS, PANEL_LINES, PANEL_WIDTH, Panel, panel_size
@@ -89,7 +89,7 @@ def test_near_black_goes_to_k_and_is_removed_from_ymc() -> None:
     k = levels(panels["k"]).astype(bool)
     expected = np.zeros((HEIGHT, WIDTH), bool)
     expected[300:320, 100:900] = True
-    text = np.rot90(expected)
+    text = guide_turn(expected)
     assert (k == text).all()
     for name in "ymc":
         assert (levels(panels[name])[text] == 0).all()
@@ -102,12 +102,38 @@ def test_dark_colour_is_not_taken_for_black() -> None:
     assert (levels(panels["y"]) > 0).all()
 
 
-def test_image_is_turned_counter_clockwise_for_the_printer() -> None:
-    pixels = solid((255, 255, 255))
-    pixels[0, WIDTH - 1] = (0, 0, 0)  # top-right corner of the landscape card
-    k = levels(by_name(render_card(png(pixels), None).front)["k"])
-    assert k[0, 0] == 1  # first dot of the first line
-    assert k.sum() == 1
+def guide_turn(card: np.ndarray) -> np.ndarray:
+    """The guide's rule written out dot by dot, without a rotation helper: the landscape card
+    goes into the panel turned 90 degrees clockwise, so panel line `l`, dot `d` is the card's
+    column `l` read from the bottom up (`d` = 0 is the bottom row). The first dot of the first
+    line is the card's bottom-left corner."""
+    lines, dots = np.meshgrid(np.arange(PANEL_LINES), np.arange(PANEL_WIDTH), indexing="ij")
+    return card[HEIGHT - 1 - dots, lines]
+
+
+def asymmetric_card() -> np.ndarray:
+    """Black marks that no turn or mirror maps onto each other: a block in the top-left corner,
+    a single dot in the bottom-left corner, and a line of text."""
+    image = Image.new("RGB", (WIDTH, HEIGHT), "white")
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, 0, 39, 19), fill="black")  # top-left: 40 wide, 20 high
+    draw.point((0, HEIGHT - 1), fill="black")  # bottom-left corner
+    draw.text((300, 300), "NIK 3174011505900001", fill="black", font=ImageFont.load_default(size=40))
+    return np.asarray(image)
+
+
+def test_the_card_turns_clockwise_into_the_panel() -> None:
+    card = asymmetric_card()
+    k = levels(by_name(render_card(png(card), None).front)["k"]).astype(bool)
+    black = card.max(axis=2) <= 64
+    assert k[0, 0], "the first dot of the first line is the card's bottom-left corner"
+    # The top-left block: the card's first 40 columns are the first 40 lines; its top 20 rows
+    # are the last 20 dots of those lines.
+    assert k[:40, PANEL_WIDTH - 20:].all() and not k[40:60, PANEL_WIDTH - 20:].any()
+    assert not k[1, 0] and not k[0, 1], "the corner dot stands alone"
+    assert (k == guide_turn(black)).all(), "every dot, text included, where the guide puts it"
+    upside_down = np.rot90(black, 2)
+    assert not (k == guide_turn(upside_down)).all(), "the card turned the other way does not match"
 
 
 def test_mostly_monochrome_back_gets_k_and_overlay_only() -> None:

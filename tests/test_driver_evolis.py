@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from drivers.evolis import EvolisPrinter, Panel, Timeouts, panel_size
+from drivers.evolis import EvolisPrinter, JobSettings, Panel, Timeouts, panel_size
 from drivers.faults import Fault
 from drivers.link import Link, open_link
 from drivers.printer_errors import CommandRejected, LinkError, ProtocolError, ReplyTimeout
@@ -29,7 +29,7 @@ class CannedPrinter:
     def __init__(self) -> None:
         self.master, self._slave = os.openpty()
         self.path = os.ttyname(self._slave)
-        self.replies: dict[str, bytes | tuple[bytes, ...] | None] = {}
+        self.replies: dict[str, bytes | tuple[bytes, ...] | list | None] = {}
         self.frames: list[bytes] = []
         self._stop_r, self._stop_w = os.pipe()
         self._thread = threading.Thread(target=self._serve, name="canned-printer")
@@ -86,6 +86,8 @@ class CannedPrinter:
         else:
             command = frame[1:-1].decode("ascii", "replace")
         reply = self.replies.get(command, b"OK\r")
+        if isinstance(reply, list):  # one reply a call, the last one kept
+            reply = reply.pop(0) if len(reply) > 1 else reply[0]
         if reply is None:
             return
         chunks = reply if isinstance(reply, tuple) else (reply,)
@@ -141,7 +143,16 @@ def test_identity_reads_model_firmware_and_serial(canned: CannedPrinter, printer
     canned.replies.update({"Rtp": b"Primacy (virtual)\r", "Rfv": b"SIM-1.0.0\r", "Rsn": b"SIMP00001\r"})
     identity = printer.identity()
     assert (identity.model, identity.firmware, identity.serial) == ("Primacy (virtual)", "SIM-1.0.0", "SIMP00001")
-    assert canned.frames == [b"\x1bRtp\r", b"\x1bRfv\r", b"\x1bRsn\r"]
+    assert canned.frames == [b"\x1bRtp\r", b"\x1bRfv\r", b"\x1bRsn\r"] * 2, "read twice: two readings must agree"
+
+
+def test_a_stale_reply_left_by_a_dead_host_is_not_taken_for_the_identity(canned: CannedPrinter,
+                                                                          printer: EvolisPrinter) -> None:
+    # The printer answers one command at a time, in order: the dead host's `Se` answer comes first.
+    canned.replies.update({"Rtp": [(b"OK\r", b"Primacy\r"), b"Primacy\r"], "Rfv": b"SIM-1.0.0\r",
+                           "Rsn": b"SIMP00001\r"})
+    identity = printer.identity()
+    assert (identity.model, identity.firmware, identity.serial) == ("Primacy", "SIM-1.0.0", "SIMP00001")
 
 
 def test_counters_read_cards_panels_and_ribbon_left(canned: CannedPrinter, printer: EvolisPrinter) -> None:
@@ -151,8 +162,21 @@ def test_counters_read_cards_panels_and_ribbon_left(canned: CannedPrinter, print
     assert canned.frames == [b"\x1bRco;c\r", b"\x1bRco;p\r", b"\x1bRco;l\r"]
 
 
-def test_status_is_decoded_from_rst(canned: CannedPrinter, printer: EvolisPrinter) -> None:
-    canned.replies["Rst"] = b"00000043;00000020;00000000\r"
+def test_status_comes_from_the_sdks_rpst_when_the_printer_has_it(canned: CannedPrinter, printer: EvolisPrinter) -> None:
+    # libevolis 9.4.1 bits: INF_CARD_CONTACTLESS 0x08000000, WAR_COVER_OPEN 0x00020000, ERR_MECHANICAL 0x01000000.
+    canned.replies.update({"Rpst": b"80000000" b"08000000" b"00020000" b"01000000" b"00000000\r", "Sk;f": b"0\r"})
+    assert printer.detect_capabilities().status_command == "Rpst"
+    canned.frames.clear()
+    status = printer.status()
+    assert canned.frames == [b"\x1bRpst\r"]
+    assert status.card_inside and status.card_at_contactless and status.job_interrupted
+    assert status.faults == frozenset({Fault.COVER_OPEN, Fault.JAM})
+
+
+def test_status_comes_from_rst_when_the_printer_has_it(canned: CannedPrinter, printer: EvolisPrinter) -> None:
+    canned.replies.update({"Rpst": b"ERROR CDE\r", "Rst": b"00000043;00000020;00000000\r", "Sk;f": b"0\r"})
+    assert printer.detect_capabilities().status_command == "Rst"
+    canned.frames.clear()
     status = printer.status()
     assert canned.frames == [b"\x1bRst\r"]
     assert status == PrinterStatus(
@@ -160,15 +184,81 @@ def test_status_is_decoded_from_rst(canned: CannedPrinter, printer: EvolisPrinte
     )
 
 
+def test_without_rst_the_status_comes_from_the_guides_documented_reads(canned: CannedPrinter, printer: EvolisPrinter) -> None:
+    canned.replies.update({"Rpst": b"ERROR CDE\r", "Rst": b"ERROR CDE\r", "Sk;f": b"3\r", "Rse;o": b"0,00 Volts\r",
+                           "Rlr;p": b"CONTACTLESS CARD\r", "Rcr": b"OK\r", "Rlr;r": b"ERR NEED CLEANING\r"})
+    capabilities = printer.detect_capabilities()
+    assert not capabilities.status_words and capabilities.feeder_sensor == "Sk;f"
+    canned.frames.clear()
+    status = printer.status()
+    assert b"\x1bRst\r" not in canned.frames, "a printer that refused Rst is not asked again"
+    assert status.card_inside and status.card_at_contactless and status.cleaning_recommended
+    assert status.faults == frozenset({Fault.COVER_OPEN, Fault.FEEDER_EMPTY})
+
+
+def test_a_printer_whose_feeder_module_does_not_answer_is_read_by_its_feeder_sensor(canned: CannedPrinter, printer: EvolisPrinter) -> None:
+    canned.replies.update({"Rpst": b"ERROR CDE\r", "Rst": b"ERROR CDE\r", "Sk;f": b"OPT NOT AVAILABLE\r",
+                           "Rse;f": b"5,00 Volts\r", "Rse;o": b"5,00 Volts\r",
+                           "Rlr;p": b"OK\r", "Rlr;r": b"OK\r", "Rcr": b"ERROR RIBBON\r"})
+    assert printer.detect_capabilities().feeder_sensor == "Rse;f", "the feeder's own sensor, then"
+    status = printer.status()
+    assert not status.card_inside and status.faults == frozenset({Fault.RIBBON_ENDED})
+
+
+def test_job_settings_are_sent_before_every_card_as_the_vendor_driver_does(canned: CannedPrinter,
+                                                                          printer: EvolisPrinter) -> None:
+    printer.apply_job_settings(JobSettings(ribbon="ymcko", contrast=12))
+    assert canned.frames == [b"\x1bPr;ymcko\r", b"\x1bPmi;F\r", b"\x1bPc;a;=;12\r"]
+
+
+def test_job_settings_refuse_an_unknown_ribbon_or_contrast() -> None:
+    with pytest.raises(ValueError, match="ribbon"):
+        JobSettings(ribbon="rainbow")
+    with pytest.raises(ValueError, match="contrast"):
+        JobSettings(contrast=21)
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [(b"\x06", "OK"), (b"SIM-1.0.0\x06", "SIM-1.0.0")],
+)
+def test_ack_nack_answers_are_understood(canned: CannedPrinter, printer: EvolisPrinter, reply: bytes,
+                                         expected: str) -> None:
+    canned.replies["Rfv"] = reply
+    canned.replies["Rtp"] = b"Primacy\x06"
+    canned.replies["Rsn"] = b"S1\x06"
+    assert printer.identity().firmware == expected if expected != "OK" else True
+    canned.replies["Ss"] = b"\x06"
+    printer.start_sequence()
+
+
+@pytest.mark.parametrize(
+    ("code", "fault"),
+    [(b"C", Fault.COVER_OPEN), (b"F", Fault.FEEDER_EMPTY), (b"R", Fault.RIBBON_ENDED), (b"T", Fault.JAM),
+     (b"1", None), (b"2", None)],
+)
+def test_a_nack_is_a_refusal_with_the_guides_fault(canned: CannedPrinter, printer: EvolisPrinter, code: bytes,
+                                                   fault: Fault | None) -> None:
+    canned.replies["Sic"] = b"\x15" + code
+    with pytest.raises(CommandRejected) as caught:
+        printer.feed_to_contactless()
+    assert caught.value.reply == f"NACK {code.decode()}" and caught.value.fault is fault
+
+
 @pytest.mark.parametrize(
     ("query", "command", "reply", "expected"),
     [
-        (EvolisPrinter.cover_open, "Rse;o", b"1\r", True),
-        (EvolisPrinter.cover_open, "Rse;o", b"0\r", False),
-        (EvolisPrinter.card_present, "Rse;p", b"1\r", True),
-        (EvolisPrinter.card_present, "Rse;p", b"0\r", False),
+        # Field code against real printers: "0,00 Volts" with the cover open, "5,00 Volts" closed.
+        (EvolisPrinter.cover_open, "Rse;o", b"0,00 Volts\r", True),
+        (EvolisPrinter.cover_open, "Rse;o", b"5,00 Volts\r", False),
+        (EvolisPrinter.cover_open, "Rse;o", b"4.92 V\r", False),
+        (EvolisPrinter.card_present, "Rlr;p", b"CARD\r", True),
+        (EvolisPrinter.card_present, "Rlr;p", b"SMART CARD\r", True),
+        (EvolisPrinter.card_present, "Rlr;p", b"OK\r", False),
         (EvolisPrinter.feeder_empty, "Sk;f", b"3\r", True),
         (EvolisPrinter.feeder_empty, "Sk;f", b"0\r", False),
+        (EvolisPrinter.ribbon_ended, "Rcr", b"OK\r", False),
+        (EvolisPrinter.ribbon_ended, "Rcr", b"ERROR RIBBON\r", True),
         (EvolisPrinter.ribbon_type, "Rr", b"ymcko\r", "ymcko"),
     ],
 )
@@ -214,18 +304,31 @@ def test_k_panel_goes_at_depth_two(canned: CannedPrinter, printer: EvolisPrinter
 @pytest.mark.parametrize(
     ("reply", "fault"),
     [
+        # What real printers answer (field code compares these): older whole words, ERROR ..., ERR ...
+        (b"FEEDER EMPTY\r", Fault.FEEDER_EMPTY),
+        (b"COVER OPEN\r", Fault.COVER_OPEN),
+        (b"CARD JAM\r", Fault.JAM),
+        (b"HOPPER FULL\r", Fault.HOPPER_FULL),
+        (b"HOPPER DOOR\r", Fault.COVER_OPEN),
+        (b"NEED CLEANING\r", Fault.CLEANING_REQUIRED),
+        (b"ERROR RIBBON\r", Fault.RIBBON_ENDED),
+        (b"ERR RIBBON\r", Fault.RIBBON_ENDED),
+        (b"ERR RIB DETECTION\r", Fault.RIBBON_MISSING),
+        (b"ERROR HEAD\r", Fault.HEAD_HOT),
+        (b"ERROR TIME OUT\r", Fault.JAM),
+        (b"ERROR CDE\r", None),
+        (b"ERROR PARAMETRES\r", None),
+        (b"ERR PARAMETRES\r", None),
+        (b"OPT NOT AVAILABLE\r", None),
+        (b"ERROR MAGN DATA\r", None),
+        (b"ERROR\r", None),
+        # This project's own earlier texts, still understood.
         (b"ERR FEEDER EMPTY\r", Fault.FEEDER_EMPTY),
-        (b"ERR COVER OPEN\r", Fault.COVER_OPEN),
         (b"ERR JAM\r", Fault.JAM),
-        (b"ERR RIBBON ENDED\r", Fault.RIBBON_ENDED),
-        (b"ERR HOPPER FULL\r", Fault.HOPPER_FULL),
-        (b"ERR REJECT FULL\r", Fault.REJECT_FULL),
+        (b"ERR REJECT BOX FULL\r", Fault.REJECT_FULL),
         (b"ERR COOLING\r", Fault.HEAD_HOT),
         (b"ERR CARD INSIDE\r", None),
         (b"ERR NO CARD\r", None),
-        (b"ERR NO SEQUENCE\r", None),
-        (b"ERR PARAMETER\r", None),
-        (b"ERR UNKNOWN COMMAND\r", None),
         (b"ERR DATA LENGTH\r", None),
         (b"ERR SOMETHING NEW\r", None),
     ],
@@ -242,7 +345,7 @@ def test_err_reply_is_rejected_with_its_fault(
 
 
 def test_rejected_panel_names_the_panel_not_its_bytes(canned: CannedPrinter, printer: EvolisPrinter) -> None:
-    canned.replies["Db;m;64"] = b"ERR RIBBON ENDED\r"
+    canned.replies["Db;m;64"] = b"ERROR RIBBON\r"
     with pytest.raises(CommandRejected) as caught:
         printer.download(Panel("m", 64, bytes(panel_size(64))))
     assert caught.value.command == "Db;m;64"
@@ -283,8 +386,8 @@ def test_stale_input_is_discarded_before_a_command(canned: CannedPrinter, printe
         ("Ss", b"YES\r", EvolisPrinter.start_sequence),
         ("Rco;c", b"many\r", EvolisPrinter.counters),
         ("Rco;c", b"-1\r", EvolisPrinter.counters),
-        ("Rse;o", b"7\r", EvolisPrinter.cover_open),
-        ("Rst", b"OK\r", EvolisPrinter.status),
+        ("Rse;o", b"high\r", EvolisPrinter.cover_open),
+        ("Rlr;p", b"SOMEWHERE\r", EvolisPrinter.card_present),
         ("Rtp", b"\r", EvolisPrinter.identity),
         ("Rtp", b"\xc3\xa9\r", EvolisPrinter.identity),
     ],

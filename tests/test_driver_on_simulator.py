@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.evolis import CommandRejected, EvolisPrinter, Panel, panel_size
+from drivers.evolis import CardPosition, CommandRejected, EvolisPrinter, Panel, panel_size
 from drivers.faults import Fault
 from drivers.link import open_link
 
@@ -117,19 +117,21 @@ def test_a_rejected_card_goes_to_the_reject_box(station: tuple[EvolisPrinter, Pa
     assert not printer.card_present()
 
 
-def test_feeding_outside_a_sequence_is_refused_without_a_printer_fault(station: tuple[EvolisPrinter, Path]) -> None:
-    printer, _ = station
-    with pytest.raises(CommandRejected) as caught:
-        printer.feed_to_contactless()
-    assert (caught.value.reply, caught.value.fault) == ("ERR NO SEQUENCE", None)
+def test_a_bare_feed_takes_the_card_to_the_contactless_station_as_the_guide_says(station: tuple[EvolisPrinter, Path]) -> None:
+    printer, state_dir = station
+    printer.feed_to_contactless()  # no Ss: the guide's Sic "inserts a card in the printer"
+    assert printer.card_position() is CardPosition.CONTACTLESS
+    printer.reject()
+    assert cards_left(state_dir)[-1]["bin"] == "reject"
 
 
-def test_a_panel_without_a_card_is_refused(station: tuple[EvolisPrinter, Path]) -> None:
-    printer, _ = station
+def test_after_ss_a_panel_brings_a_card_from_the_feeder(station: tuple[EvolisPrinter, Path]) -> None:
+    printer, state_dir = station
     printer.start_sequence()
-    with pytest.raises(CommandRejected) as caught:
-        printer.download(Panel("k", 2, bytes(panel_size(2))))
-    assert caught.value.reply == "ERR NO CARD"
+    printer.download(Panel("k", 2, bytes(panel_size(2))))
+    assert printer.card_position() is CardPosition.PRINT
+    printer.eject()
+    assert cards_left(state_dir)[-1]["panels"] == ["front:k"]
 
 
 def test_an_empty_feeder_is_the_feeder_empty_fault(transport: str, tmp_path: Path, pcscd: list[str]) -> None:

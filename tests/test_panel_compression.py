@@ -13,6 +13,7 @@ from drivers.evolis import CommandRejected, EvolisPrinter, Panel, panel_size
 from drivers.link import open_link
 from drivers.panel_compression import compress_mono
 from simulators.panel_compression import CompressedPanelError, expand_mono
+from simulators.printer import Fault
 from tests.sim_printer_rig import running_printer
 from tests.usb_printer_rig import usb_printer
 
@@ -81,11 +82,24 @@ def test_a_panel_that_would_grow_goes_raw(tmp_path: Path) -> None:
     assert sent[-1] == b"\x1bDb;o;2;" + noise + b"\r"
 
 
-def test_a_compressed_colour_panel_is_refused(tmp_path: Path) -> None:
+def test_a_compressed_colour_panel_is_printed(tmp_path: Path) -> None:
+    # Guide section 4, Y/M/C: `1vvvvvvv <count>` repeats a value; a count of 0 ends the line white.
+    half_yellow = (bytes([0x80 | 127, 255, 0x80 | 127, 69]) + bytes([0x80, 0])) * LINES  # 324 dots full ink
     with running_printer(tmp_path) as rig:
         rig.cmd("Ss")
-        rig.cmd("Si")
-        assert rig.cmd(f"Dbc;y;2;{LINES}", bytes(LINES)) == "ERR PARAMETER"
+        rig.cmd("Sr")
+        assert rig.cmd(f"Dbc;y;128;{len(half_yellow)}", half_yellow) == "OK"
+        assert rig.cmd("Se") == "OK"
+        [line] = rig.cards()
+        assert line["panels"] == ["front:y"]
+
+
+def test_a_compressed_colour_run_past_the_line_is_refused(tmp_path: Path) -> None:
+    too_long = bytes([0x80 | 127, 255, 0x80 | 127, 255, 0x80 | 127, 255]) * LINES  # 765 dots a line
+    with running_printer(tmp_path) as rig:
+        rig.cmd("Ss")
+        rig.cmd("Sr")
+        assert rig.cmd(f"Dbc;y;128;{len(too_long)}", too_long) == "ERR DATA LENGTH"
 
 
 def test_a_compressed_panel_of_the_wrong_size_is_refused_with_data_length(tmp_path: Path) -> None:
@@ -96,8 +110,22 @@ def test_a_compressed_panel_of_the_wrong_size_is_refused_with_data_length(tmp_pa
         assert rig.cmd(f"Dbc;k;2;{LINES}", bytes(LINES)) == "OK"
 
 
+def test_a_compressed_download_from_a_first_line_fills_only_those_lines(tmp_path: Path) -> None:
+    # The definition page's form: Dbc;panel;levels;<first line>;<bytes>;data
+    with running_printer(tmp_path) as rig:
+        rig.cmd("Ss")
+        rig.cmd("Sr")
+        assert rig.cmd("Dbc;k;2;1000;16", b"\xff" * 16) == "OK"
+        assert rig.cmd("Se") == "OK"
+        [line] = rig.cards()
+        assert line["panels"] == ["front:k"]
+
+
 def test_a_refused_compressed_download_names_dbc(tmp_path: Path) -> None:
     with usb_printer(tmp_path) as rig, open_link(rig.url()) as link:
+        printer = EvolisPrinter(link)
+        printer.start_sequence()
+        rig.printer.call(lambda: rig.printer.set_fault(Fault.COVER_OPEN, True))
         with pytest.raises(CommandRejected) as caught:
-            EvolisPrinter(link).download(Panel("k", 2, bytes(panel_size(2))))
+            printer.download(Panel("k", 2, bytes(panel_size(2))))
     assert caught.value.command == "Dbc;k;2"

@@ -115,3 +115,19 @@ def test_a_bad_chip_rejects_the_card_with_the_chip_reason_and_the_job_retries(pc
         result = assert_every_job_printed_once_and_every_blank_accounted(st, outcomes)
     [reason] = reasons(result)
     assert not reason.startswith("printer-fault"), reason
+
+
+@pytest.mark.parametrize("action", ["jam", "overheat"])
+def test_a_printer_with_status_words_is_read_through_them_and_pauses_the_same_way(pcscd, tmp_path, action):
+    """Newer firmware answers the vendor SDK's `Rpst`: the driver finds it at connect and reads the jam or the hot
+    head from it instead of from refusals; the outcome is the same."""
+    extra = schedule(tmp_path, action=action) + ["--status-words", "--head-cooling-per-s", "0.03"]
+    with station(tmp_path, transport="serial", sim_extra=extra) as st:
+        st.wait_for_log("status_words=Rpst")
+        st.wait_for_log("printer-paused")
+        if action == "jam":
+            st.ctl("p1", action="clear")
+        outcomes = st.wait_for_outcomes()
+        st.stop()
+        result = assert_every_job_printed_once_and_every_blank_accounted(st, outcomes)
+    assert reasons(result) == (["printer-fault:jam"] if action == "jam" else [])

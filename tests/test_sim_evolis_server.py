@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulators.evolis_server import Command, FrameReader, Malformed
-from simulators.printer import Refusal
+from simulators.printer import Equipment, Refusal
 from tests.sim_printer_rig import PANEL_K, running_printer
 
 
@@ -89,7 +89,7 @@ def test_db_with_an_unknown_depth_answers_parameter_and_the_next_command_works(t
     with running_printer(tmp_path) as rig:
         rig.cmd("Ss")
         rig.cmd("Si")
-        assert rig.cmd("Db;k;3", b"\x1b\r;" * 100) == "ERR PARAMETER"
+        assert rig.cmd("Db;k;3", b"\x1b\r;" * 100) == "ERROR PARAMETRES"
         assert rig.cmd("Rfv") == "SIM-1.0.0"
 
 
@@ -97,16 +97,16 @@ def test_db_for_an_unknown_panel_answers_parameter(tmp_path: Path) -> None:
     with running_printer(tmp_path) as rig:
         rig.cmd("Ss")
         rig.cmd("Si")
-        assert rig.cmd("Db;x;2", panel_with_cr_and_semicolons()) == "ERR PARAMETER"
+        assert rig.cmd("Db;x;2", panel_with_cr_and_semicolons()) == "ERROR PARAMETRES"
         assert rig.cmd("Rco;p") == "0"
 
 
 def test_unknown_commands_and_parameters_are_refused_by_name(tmp_path: Path) -> None:
     with running_printer(tmp_path) as rig:
-        assert rig.cmd("Xyz") == "ERR UNKNOWN COMMAND"
-        assert rig.cmd("Rco;q") == "ERR PARAMETER"
-        assert rig.cmd("Rco") == "ERR PARAMETER"
-        assert rig.cmd("Ss;1") == "ERR PARAMETER"
+        assert rig.cmd("Xyz") == "ERROR CDE"
+        assert rig.cmd("Rco;q") == "ERROR PARAMETRES"
+        assert rig.cmd("Rco") == "ERROR PARAMETRES"
+        assert rig.cmd("Ss;1") == "ERROR PARAMETRES"
 
 
 def test_garbage_outside_commands_is_dropped_until_the_next_esc(tmp_path: Path) -> None:
@@ -118,7 +118,7 @@ def test_garbage_outside_commands_is_dropped_until_the_next_esc(tmp_path: Path) 
 
 
 def test_status_words_show_the_card_at_the_contactless_station_in_an_open_sequence(tmp_path: Path) -> None:
-    with running_printer(tmp_path) as rig:
+    with running_printer(tmp_path, equipment=Equipment(status_words=True)) as rig:
         assert rig.cmd("Rst") == "00000000;00000000;00000000"
         rig.cmd("Ss")
         rig.cmd("Sic")

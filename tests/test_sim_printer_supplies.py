@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from simulators.printer import Capacities, DutyCycle
+from simulators.printer import Capacities, DutyCycle, Equipment
 from tests.sim_printer_rig import PANEL_K, Rig, running_printer
 
 PANEL = b"\x00" * PANEL_K
+# These tests read the simulator's own status words (a newer-firmware capability, off by default).
+STATUS_WORDS = Equipment(status_words=True)
 
 
 class ManualClock:
@@ -32,13 +34,13 @@ def cooling_bit(rig: Rig) -> bool:
 def test_a_long_run_heats_the_head_until_the_printer_refuses_new_cards_to_cool(tmp_path: Path) -> None:
     clock = ManualClock()
     duty = DutyCycle(heat_per_panel=1.0, cooling_per_s=0.5, stop_at=10.0, resume_at=4.0)
-    with running_printer(tmp_path, blanks=5, duty_cycle=duty, clock=clock) as rig:
+    with running_printer(tmp_path, equipment=STATUS_WORDS, blanks=5, duty_cycle=duty, clock=clock) as rig:
         one_card(rig)  # 5 panels: heat 5
         assert not cooling_bit(rig)
         one_card(rig)  # heat 10: at the threshold
         assert cooling_bit(rig)
         rig.cmd("Ss")
-        assert rig.cmd("Sic") == "ERR COOLING"
+        assert rig.cmd("Sic") == "ERROR HEAD"
         assert rig.cmd("Rco;c") == "2", "no blank left the feeder"
         clock.now += 10.0 / 1000  # 10 printer seconds at speed 1000: heat 5, still above resume_at
         assert cooling_bit(rig), "hysteresis: it waits until the head is down to resume_at"
@@ -60,23 +62,23 @@ def test_the_default_duty_cycle_pauses_a_long_batch_at_speed_10_but_not_a_short_
 
 
 def test_a_full_output_hopper_refuses_the_next_card_until_emptied(tmp_path: Path) -> None:
-    with running_printer(tmp_path, capacities=Capacities(output=1)) as rig:
+    with running_printer(tmp_path, equipment=STATUS_WORDS, capacities=Capacities(output=1)) as rig:
         one_card(rig, "k")
         assert int(rig.cmd("Rst").split(";")[1], 16) & 0x02
         rig.cmd("Ss")
-        assert rig.cmd("Sic") == "ERR HOPPER FULL"
+        assert rig.cmd("Sic") == "HOPPER FULL"
         rig.printer.call(rig.printer.empty_bins)
         assert rig.cmd("Sic") == "OK"
         assert rig.saved_state()["output_count"] == 1, "the lifetime count stays"
 
 
 def test_a_full_reject_box_refuses_a_reject_and_the_next_card(tmp_path: Path) -> None:
-    with running_printer(tmp_path, capacities=Capacities(reject=1)) as rig:
+    with running_printer(tmp_path, equipment=STATUS_WORDS, capacities=Capacities(reject=1)) as rig:
         rig.cmd("Ss")
         rig.cmd("Sic")
         assert rig.cmd("Ser") == "OK"
         rig.cmd("Ss")
-        assert rig.cmd("Sic") == "ERR REJECT FULL"
+        assert rig.cmd("Sic") == "ERR REJECT BOX FULL"
         rig.printer.call(rig.printer.empty_bins)
         assert rig.cmd("Sic") == "OK"
         rig.printer.call(lambda: rig.printer.load_blanks(1))
@@ -84,11 +86,11 @@ def test_a_full_reject_box_refuses_a_reject_and_the_next_card(tmp_path: Path) ->
 
 
 def test_blanks_loaded_and_taken_out_balance_with_the_bins_and_the_feeder(tmp_path: Path) -> None:
-    with running_printer(tmp_path, blanks=3, capacities=Capacities(hopper=5)) as rig:
+    with running_printer(tmp_path, equipment=STATUS_WORDS, blanks=3, capacities=Capacities(hopper=5)) as rig:
         one_card(rig, "k")
         assert rig.printer.call(rig.printer.unload_blanks) == 2
         rig.cmd("Ss")
-        assert rig.cmd("Sic") == "ERR FEEDER EMPTY"
+        assert rig.cmd("Sic") == "FEEDER EMPTY"
         rig.printer.call(lambda: rig.printer.load_blanks(4))
         assert rig.cmd("Sic") == "OK"
         assert rig.cmd("Ser") == "OK"
@@ -100,7 +102,7 @@ def test_blanks_loaded_and_taken_out_balance_with_the_bins_and_the_feeder(tmp_pa
 def test_the_feeder_takes_no_more_blanks_than_it_holds(tmp_path: Path) -> None:
     from simulators.printer import SupplyRefused
 
-    with running_printer(tmp_path, blanks=4, capacities=Capacities(hopper=5)) as rig:
+    with running_printer(tmp_path, equipment=STATUS_WORDS, blanks=4, capacities=Capacities(hopper=5)) as rig:
         try:
             rig.printer.call(lambda: rig.printer.load_blanks(2))
         except SupplyRefused as e:

@@ -99,7 +99,7 @@ def test_counters_and_hopper_survive_a_restart(tmp_path: Path) -> None:
             assert cmd(host, "Si") == "OK"
             cmd(host, "Ser")
         cmd(host, "Ss")
-        assert cmd(host, "Si") == "ERR FEEDER EMPTY", "the saved hopper of 3, not --cards 50"
+        assert cmd(host, "Si") == "FEEDER EMPTY", "the saved hopper of 3, not --cards 50"
     assert [c["blank_serial"] for c in card_lines(tmp_path)] == ["BLK-p1-000001", "BLK-p1-000002", "BLK-p1-000003"]
 
 
