@@ -23,6 +23,7 @@ log = structlog.get_logger("intake")
 
 RENEW_BATCH = 100  # the most job ids upstream takes in one renew request
 SURPLUS_RELEASE_REASON = "more jobs held than the station's outage cover"
+UNRECORDED_RELEASE_REASON = "leased to the station but not recorded by it (it stopped or its journal failed first)"
 
 
 def prefetch_for(config: UpstreamConfig, printers: int) -> int:
@@ -47,11 +48,15 @@ class Intake:
         self.work = work
         self.renew_margin_s = renew_margin_s
         self.online = False
+        # On start and after any journal fault: ask upstream which leases this station holds.
+        self.reconcile_due = True
 
     def run(self, stop: threading.Event) -> None:
         delay = 1.0
         while not stop.is_set():
             try:
+                if self.reconcile_due:
+                    self.reconcile_leases()
                 self.release_surplus()
                 self.renew_due()
                 wanted = self.prefetch - self.journal.printable_count()
@@ -71,6 +76,7 @@ class Intake:
             except JournalError as exc:
                 log.error("intake-paused", fault="journal-unwritable", error=str(exc),
                           remedy="free space on the journal's disk or make it writable")
+                self.reconcile_due = True
                 stop.wait(2.0)
                 continue
             if not self.online:
@@ -79,13 +85,33 @@ class Intake:
             try:
                 accepted = sum(self.accept(raw, lease.expires_at) for raw in lease.jobs)
             except JournalError as exc:
-                # Not recorded, so not ours to print: the leases run out and upstream offers the jobs again.
+                # Not recorded, so not ours to print: hand back what could not be recorded, as soon
+                # as upstream can be asked which leases it counts as ours.
                 log.error("intake-paused", fault="journal-unwritable", error=str(exc))
+                self.reconcile_due = True
                 stop.wait(2.0)
                 continue
             if accepted:
                 with self.work:
                     self.work.notify_all()
+
+    def reconcile_leases(self) -> None:
+        """Release every job upstream says this station holds but the journal does not know.
+
+        Raises UpstreamUnavailable / UpstreamRefused (tried again on the next round) or JournalError.
+        """
+        try:
+            held = self.client.held_leases()
+        except UpstreamRefused as exc:
+            # An upstream that cannot list leases: the leases run out there instead.
+            log.warning("leases-not-listed", error=str(exc))
+            self.reconcile_due = False
+            return
+        unknown = [job_id for job_id in held if not self.journal.knows(job_id)]
+        if unknown:
+            released = self.client.release(unknown, UNRECORDED_RELEASE_REASON)
+            log.warning("leases-released", count=len(released), job_ids=released, reason=UNRECORDED_RELEASE_REASON)
+        self.reconcile_due = False
 
     def renew_due(self) -> None:
         """Renew the leases that run out within the margin; jobs upstream says are gone are never started.

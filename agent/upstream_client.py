@@ -46,7 +46,7 @@ class Renewal:
     """Leases extended, and the jobs the station must not start, with upstream's reason."""
 
     renewed: list[str]
-    lost: dict[str, str]
+    lost: dict[str, str]  # job id -> reason (lease-expired, not-leased, outcome-recorded, unknown-job)
     expires_at: datetime
 
 
@@ -59,13 +59,6 @@ def tls_context(config: UpstreamConfig) -> ssl.SSLContext:
     if config.client_cert:
         context.load_cert_chain(str(config.client_cert), str(config.client_key) if config.client_key else None)
     return context
-
-
-@dataclass(frozen=True)
-class Renewal:
-    renewed: list[str]
-    lost: dict[str, str]  # job id -> reason (lease-expired, not-leased, outcome-recorded, unknown-job)
-    expires_at: datetime
 
 
 class UpstreamClient:
@@ -90,7 +83,7 @@ class UpstreamClient:
     def close(self) -> None:
         self._http.close()
 
-    def _call(self, method: str, path: str, body: dict, headers: dict | None = None) -> dict:
+    def _call(self, method: str, path: str, body: dict | None, headers: dict | None = None) -> dict:
         where = f"{method} {self.url}{path}"
         try:
             with self._http.stream(method, path, json=body, headers=headers) as response:
@@ -164,15 +157,16 @@ class UpstreamClient:
             raise UpstreamRefused(200, "release answer has no released list")
         return [str(job_id) for job_id in released]
 
-    def renew(self, job_ids: list[str]) -> Renewal:
-        """Extend the leases of jobs still to print; upstream names the ones this station lost, with why."""
-        data = self._call("POST", f"/v1/stations/{self.station_id}/leases/renew", {"job_ids": job_ids})
-        renewed, lost = data.get("renewed"), data.get("lost")
-        if not isinstance(renewed, list) or not isinstance(lost, list):
-            raise UpstreamRefused(200, "renew answer has no renewed/lost lists")
-        return Renewal(renewed=[str(j) for j in renewed],
-                       lost={str(x.get("job_id")): str(x.get("reason")) for x in lost if isinstance(x, dict)},
-                       expires_at=parse_timestamp(data.get("lease_expires_at"), "lease_expires_at"))
+    def held_leases(self) -> list[str]:
+        """The jobs upstream says this station holds a lease on now.
+
+        Raises UpstreamUnavailable or UpstreamRefused (also for an answer outside the contract).
+        """
+        data = self._call("GET", f"/v1/stations/{self.station_id}/leases", None)
+        jobs = data.get("jobs")
+        if not isinstance(jobs, list) or not all(isinstance(j, dict) and isinstance(j.get("job_id"), str) for j in jobs):
+            raise UpstreamRefused(200, "held-leases answer has no jobs list of job ids")
+        return [j["job_id"] for j in jobs]
 
     def deliver(self, method: str, path: str, idempotency_key: str, body: dict) -> dict:
         """Send one outbox message; replays are harmless thanks to the idempotency key.

@@ -261,6 +261,15 @@ class IssuanceDesk:
             return "lease-expired"
         return None
 
+    def held(self, station: str) -> dict[str, Any]:
+        """The leases `station` holds now (not run out, no outcome yet), oldest job first."""
+        with self._cond:
+            now = time.time()
+            held = [{"job_id": job_id, "lease_expires_at": _rfc3339(lease.expires_at)}
+                    for job_id, lease in self._leases.items()
+                    if lease.station == station and lease.expires_at > now and job_id not in self._outcomes]
+        return {"jobs": held}
+
     def release(self, station: str, job_ids: list[str], reason: str) -> dict[str, Any]:
         """Hand jobs back: each becomes leasable again at once. Jobs `station` does not hold are listed."""
         released: list[str] = []
@@ -520,6 +529,7 @@ class _HttpServer(ThreadingHTTPServer):
 Route = tuple[str, re.Pattern[str], str]
 _ROUTES: list[Route] = [
     ("POST", re.compile(rf"/v1/stations/(?P<station>{_NAME})/leases"), "_lease"),
+    ("GET", re.compile(rf"/v1/stations/(?P<station>{_NAME})/leases"), "_held"),
     ("POST", re.compile(rf"/v1/stations/(?P<station>{_NAME})/leases/renew"), "_renew"),
     ("POST", re.compile(rf"/v1/stations/(?P<station>{_NAME})/leases/release"), "_release"),
     ("PUT", re.compile(rf"/v1/jobs/(?P<job_id>{_NAME})/outcome"), "_outcome"),
@@ -549,6 +559,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_PUT(self) -> None:
         self._dispatch("PUT")
+
+    # Methods the contract does not use: answered 405 (or 404) with the contract's error body.
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    def do_OPTIONS(self) -> None:
+        self._dispatch("OPTIONS")
 
     def _dispatch(self, method: str) -> None:
         self._body_read = False
@@ -647,6 +667,9 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError(HTTPStatus.BAD_REQUEST, "bad-request", f"max must be an integer from 1 to {MAX_JOBS_PER_LEASE}")
         wait_s = _number(body, "wait_s", 0, 0, 3600)
         return HTTPStatus.OK, self.server.desk.lease(params["station"], max_jobs, wait_s)
+
+    def _held(self, params: dict[str, str]) -> tuple[HTTPStatus, Any]:
+        return HTTPStatus.OK, self.server.desk.held(params["station"])
 
     def _renew(self, params: dict[str, str]) -> tuple[HTTPStatus, Any]:
         job_ids = _job_ids(self._json_body())

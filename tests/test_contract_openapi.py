@@ -183,7 +183,7 @@ def test_every_request_of_the_agent_and_every_answer_of_the_server_fit_the_docum
     ("PUT", "/v1/jobs/J-000001/outcome", b'{"station": "st-1", "status": "rejected"}', {"Idempotency-Key": "k"}, 400),
     ("POST", "/v1/stations/st-1/telemetry", b'{"at": "2026-11-29T10:00:00Z", "printers": [{"name": "p1"}]}',
      {"Idempotency-Key": "k"}, 400),
-    ("GET", "/v1/stations/st-1/leases", None, {}, 405),
+    ("DELETE", "/v1/stations/st-1/leases", None, {}, 405),
     ("POST", "/v1/_sim/faults", b'{"mode": "melt"}', {}, 400),
 ])
 def test_error_answers_of_the_server_fit_the_document(server, method, path, body, headers, status):
