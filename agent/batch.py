@@ -57,6 +57,7 @@ class MorningReport:
     printers: dict[str, dict[str, Any]]      # blanks_left, ribbon_left, printed, spoiled, blanks_forecast
     outbox_backlog: int
     kind: str = "morning-report"
+    stock: dict | None = None                # storeroom, hoppers, the office's run-out (StockPicture.as_json())
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -127,7 +128,7 @@ class BatchRunner:
         return self.current
 
     def observe(self, workers: list, upstream_online: bool, blanks: dict[str, int], now: datetime | None = None,
-                forecasts: dict[str, dict | None] | None = None) -> None:
+                forecasts: dict[str, dict | None] | None = None, stock: dict | None = None) -> None:
         """Note faults starting and ending, count cards, and finish the batch when it is done."""
         batch = self.current
         if batch is None or batch.finished is not None:
@@ -156,10 +157,10 @@ class BatchRunner:
         elif batch.deadline is not None and now >= batch.deadline:
             reason = "deadline"
         if reason:
-            self.finish(reason, workers, blanks, now, forecasts or {})
+            self.finish(reason, workers, blanks, now, forecasts or {}, stock)
 
     def finish(self, reason: str, workers: list, blanks: dict[str, int], now: datetime | None = None,
-               forecasts: dict[str, dict | None] | None = None) -> MorningReport | None:
+               forecasts: dict[str, dict | None] | None = None, stock: dict | None = None) -> MorningReport | None:
         """End the batch: write the morning report (JSON and text) and queue it upstream."""
         batch = self.current
         if batch is None or batch.finished is not None:
@@ -181,7 +182,7 @@ class BatchRunner:
             station=self.station, started_at=stamp(batch.started), ended_at=stamp(now), ended_because=reason,
             target=batch.target, printed=sum(a["result"] == "printed" for a in attempts), spoiled=len(spoiled),
             spoiled_reasons=dict(Counter(a["reason"] or "unknown" for a in spoiled)), faults=batch.faults,
-            printers=printers, outbox_backlog=self.journal.outbox_backlog(),
+            printers=printers, outbox_backlog=self.journal.outbox_backlog(), stock=stock,
         )
         batch.finished = report
         self._write(report)
@@ -237,5 +238,10 @@ def render_text(report: dict, lang: str) -> str:
         lines.append(f"{w('printer')} {name}: {w('printed')} {p['printed']}, {w('spoiled')} {p['spoiled']}, "
                      f"{w('blanks')} {p['blanks_left']}, {w('ribbon')} {p['ribbon_left'] if p['ribbon_left'] is not None else '?'}"
                      + (f", {w('forecast')} {fc['date']}" if fc.get("date") else ""))
+    stock = report.get("stock")
+    if stock:
+        office = stock["office"]["run_out"]
+        lines.append(f"{w('storeroom')} {stock['storeroom']}, {w('hoppers')} {stock['hoppers']}"
+                     + (f", {w('office-runs-out')} {office['date']}" if office.get("date") else ""))
     lines.append(f"{w('outbox')}: {report['outbox_backlog']}")
     return "\n".join(lines)

@@ -44,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="end with one JSON line of figures")
     parser.add_argument("--quick", action="store_true", help="fewer cards per figure (a smoke run, noisier)")
     parser.add_argument("--state-dir", type=Path, help="keep the runs' files here")
+    parser.add_argument("--office-month", action="store_true",
+                        help="only the month of an office: stock warnings ahead of stock-outs, and the ledger at the end")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,6 +56,14 @@ def run(args: argparse.Namespace) -> int:
         return max(4, int(count * scale))
 
     results: dict[str, object] = {}
+    if args.office_month:
+        from agent.office_month import run_office_month
+
+        results["office_month"] = run_office_month(root / "office-month").as_json()
+        print_table(results)
+        if args.json:
+            print(json.dumps(results))
+        return 0
     try:
         one = batch(root / "util10", cards=n(40), printers=1, speed=10)
         results["utilisation"] = round(one.utilisation, 3)

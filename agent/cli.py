@@ -49,6 +49,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("simulate-ctl", "inject faults into running virtual printers (jam, cover-open, ...)", "simulators.simulate_ctl"),
     ("upstream-sim", "run the reference upstream issuance server", "simulators.upstream"),
     ("hopper", "blank ledger: load, adjust, reconcile with the printers", "agent.hopper"),
+    ("stock", "the storeroom: record deliveries of blanks from the centre", "agent.stock_cli"),
     ("chip", "verify a chip image held as files, or dump the card at a printer's encoder station", "agent.chip_cli"),
     ("bench", "measure utilisation, scaling, cost per card and footprint on virtual hardware", "agent.bench"),
 ]

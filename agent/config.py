@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from agent.chip.profile import PROFILES
 from agent.job import DEFAULT_LIMITS, JobLimits
 from agent.metrics import MetricsListen, parse_listen
-from agent.print_windows import PrintWindow, WindowError, parse_window
+from agent.print_windows import BusyPeriod, PrintWindow, WindowError, parse_window
 from drivers.evolis import RIBBONS
 
 # The daemon's control socket (`printstation status` and friends); systemd's RuntimeDirectory.
@@ -67,7 +68,8 @@ class StockConfig:
 
     report_every_s: float = 300.0
     blanks_low: int = 100              # per printer; "low" also when they run out within blanks_low_days
-    blanks_low_days: float = 5.0       # central stock takes days to arrive
+    blanks_low_days: float = 5.0       # kept for older files; the forecast's thresholds are in print days now
+    office_low_print_days: float = 14.0  # storeroom + hoppers: warn this many print days before they run out
     ribbon_low: int = 50               # cards the ribbon can still print
     lookback_days: int = 7             # the recent rate is measured over this many days
 
@@ -85,6 +87,8 @@ class StationConfig:
     retention_days: int = 400          # finished jobs' history kept this long (the ledger is kept whole)
     control_socket: Path = DEFAULT_CONTROL_SOCKET
     windows: tuple[PrintWindow, ...] = ()  # none: the station prints at any hour
+    holidays: frozenset[date] = frozenset()  # [calendar] holidays: no printing, no use counted
+    busy: tuple = ()  # [[calendar.busy]]: agent.stock_forecast.BusyPeriod, days of more demand than usual
     limits: JobLimits = DEFAULT_LIMITS
     stock: StockConfig = StockConfig()
     metrics: MetricsListen | None = None  # [metrics] listen; None: no metrics endpoint
@@ -279,6 +283,28 @@ def _load(path: Path, *, collect: bool) -> tuple[StationConfig, list[ConfigError
         except WindowError as exc:
             r.fail(f"windows[{i}].{exc.field}", exc.problem, exc.fix)
 
+    holidays = []
+    calendar = r.get(data, "calendar", "", dict, default={})
+    for i, text in enumerate(r.get(calendar, "holidays", "calendar", list, default=[])):
+        try:
+            holidays.append(text if isinstance(text, date) else date.fromisoformat(str(text)))
+        except ValueError:
+            r.fail(f"calendar.holidays[{i}]", f"is {text!r}", 'write each holiday as a date, e.g. "2026-12-25"')
+    busy = []
+    for i, entry in enumerate(r.get(calendar, "busy", "calendar", list, default=[])):
+        where = f"calendar.busy[{i}]"
+        fix = 'write it as {from = "2026-11-16", to = "2026-11-20", factor = 1.7}: the days and how many usual days of demand each brings'
+        try:
+            first, last = (entry[k] if isinstance(entry[k], date) else date.fromisoformat(str(entry[k])) for k in ("from", "to"))
+            factor = float(entry.get("factor", 1.0))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            r.fail(where, "is not a busy period", fix)
+            continue
+        if last < first or not 0.0 <= factor <= 10.0:
+            r.fail(where, f"runs from {first} to {last} with factor {factor}", fix)
+            continue
+        busy.append(BusyPeriod(first, last, factor))
+
     limits = r.get(data, "limits", "", dict, default={})
     stock = r.get(data, "stock", "", dict, default={})
     metrics = None
@@ -343,7 +369,10 @@ def _load(path: Path, *, collect: bool) -> tuple[StationConfig, list[ConfigError
             blanks_low_days=float(r.get(stock, "blanks_low_days", "stock", (int, float), default=5.0)),
             ribbon_low=r.get(stock, "ribbon_low", "stock", int, default=50),
             lookback_days=r.get(stock, "lookback_days", "stock", int, default=7),
+            office_low_print_days=float(r.get(stock, "office_low_print_days", "stock", (int, float), default=14.0)),
         ),
+        holidays=frozenset(holidays),
+        busy=tuple(busy),
         metrics=metrics,
         source=path,
     )

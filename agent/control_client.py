@@ -123,7 +123,8 @@ def _status(args: argparse.Namespace, config) -> int:
     except DaemonDown:
         journal = _read_only_journal(config)
         try:
-            status = from_journal(journal, config.station_id, [p.name for p in config.printers], windows=config.windows).to_json()
+            status = from_journal(journal, config.station_id, [p.name for p in config.printers], windows=config.windows,
+                                  holidays=config.holidays, stock=config.stock).to_json()
         finally:
             journal.close()
     _out(args, status, render_text(status, _lang(config)))
@@ -303,7 +304,8 @@ def _support_bundle(args: argparse.Namespace, config) -> int:
         except DaemonDown:
             if journal is None:
                 raise
-            status = from_journal(journal, config.station_id, [p.name for p in config.printers], windows=config.windows).to_json()
+            status = from_journal(journal, config.station_id, [p.name for p in config.printers], windows=config.windows,
+                                  holidays=config.holidays, stock=config.stock).to_json()
             extract = journal_extract(journal)
     finally:
         if journal is not None:

@@ -14,6 +14,7 @@ import socket
 import socketserver
 import threading
 import time
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,10 @@ import structlog
 
 from agent.batch import BatchError, BatchRunner
 from agent.diagnose import PrinterReport, TraceRecorder, probe, unreachable
-from agent.journal import stamp
+from agent.hopper import PrinterEvidence, read_evidence
+from agent.journal import JournalError, stamp
 from agent.print_windows import check_windows
-from agent.status import PrinterStatus, StationStatus, blanks_forecast, local_midnight_utc, queue_counts
+from agent.status import PrinterStatus, StationStatus, local_midnight_utc, queue_counts, with_stock
 from agent.support_bundle import journal_extract
 from drivers.printer_errors import PrinterError
 
@@ -90,6 +92,8 @@ class ControlServer:
             return self.station.batch_progress()
         if cmd == "extract":
             return self.station.extract()
+        if cmd == "reconcile":
+            return [asdict(self._evidence(w)) for w in self.station.workers]
         raise ValueError(f"unknown command {cmd!r}")
 
     def _worker(self, name: object):
@@ -112,6 +116,20 @@ class ControlServer:
                 time.sleep(0.2)
         return {"printer": worker.name, "paused": worker.paused.is_set(), "state": worker.view.state,
                 "job_id": worker.view.job_id}
+
+    def _evidence(self, worker) -> PrinterEvidence:
+        """What one printer says of its feeder and counter, asked on the worker's own link between cards."""
+        if not worker.link_lock.acquire(timeout=PROBE_WAIT_S):
+            return PrinterEvidence(worker.name, asked=False, not_asked_because="the printer stayed busy with a card")
+        try:
+            if worker.printer is None:
+                return PrinterEvidence(worker.name, asked=False,
+                                       not_asked_because="the service has no link to this printer now")
+            return read_evidence(worker.printer, worker.name)
+        except PrinterError as exc:
+            return PrinterEvidence(worker.name, asked=False, not_asked_because=f"the printer did not answer: {exc}")
+        finally:
+            worker.link_lock.release()
 
     def _probe(self, worker, trace: bool) -> PrinterReport:
         report = PrinterReport(name=worker.name, link=worker.config.link, via="daemon")
@@ -211,7 +229,13 @@ class ControlPanel:
     def close(self) -> None:
         if self._server is not None:
             self._server.close()
-        self.batch.finish("station-stopped", self.workers, self._blanks())
+        try:
+            picture = self.station.stock()
+            forecasts = {name: h.run_out.as_json() for name, h in picture.hoppers.items()}
+            stock: dict | None = picture.as_json()
+        except JournalError:
+            forecasts, stock = {}, None
+        self.batch.finish("station-stopped", self.workers, self._blanks(), forecasts=forecasts, stock=stock)
         self._ticker.join(timeout=5)
 
     def hold_reason(self) -> str | None:
@@ -234,6 +258,7 @@ class ControlPanel:
 
     def status(self) -> dict:
         now = datetime.now(timezone.utc)
+        picture = self.station.stock()
         today = self.journal.attempts_since(local_midnight_utc(now))
         printers = []
         for w in self.workers:
@@ -243,19 +268,19 @@ class ControlPanel:
             reasons = list(view.reasons)
             if w.paused.is_set() and view.state == "processing":
                 reasons.append("draining")
-            printers.append(PrinterStatus(
+            printers.append(with_stock(PrinterStatus(
                 name=w.name, state=view.state, reasons=reasons, faults=list(view.faults), job_id=view.job_id,
                 paused=w.paused.is_set(), blanks=blanks, ribbon_left=view.ribbon_left,
                 printed_today=sum(a["result"] == "printed" for a in mine),
-                spoiled_today=sum(a["result"] == "spoiled" for a in mine), model=view.model, serial=view.serial,
-                blanks_forecast=blanks_forecast(self.journal, w.name, blanks, now, self.station.schedule)))
+                spoiled_today=sum(a["result"] == "spoiled" for a in mine), model=view.model, serial=view.serial),
+                picture))
         verdict = check_windows(self.config.windows, datetime.now().astimezone())
         return StationStatus(
             station=self.config.station_id, source="daemon", at=stamp(now), printers=printers,
             queue=queue_counts(self.journal), outbox_backlog=self.journal.outbox_backlog(),
             upstream="online" if self.station.intake.online else "offline",
             window={"open": verdict.open, "opens_at": stamp(verdict.opens_at) if verdict.opens_at else None},
-            batch=self.batch_progress(),
+            batch=self.batch_progress(), stock=picture.as_json(),
         ).to_json()
 
     def start_batch(self, cards: int | None, until: str | None) -> dict:
@@ -290,8 +315,9 @@ class ControlPanel:
             try:
                 now = datetime.now(timezone.utc)
                 blanks = self._blanks()
-                forecasts = {w.name: blanks_forecast(self.journal, w.name, blanks[w.name], now, self.station.schedule)
+                picture = self.station.stock()
+                forecasts = {w.name: picture.hoppers[w.name].run_out.as_json() if w.name in picture.hoppers else None
                              for w in self.workers}
-                self.batch.observe(self.workers, self.station.intake.online, blanks, now, forecasts)
+                self.batch.observe(self.workers, self.station.intake.online, blanks, now, forecasts, picture.as_json())
             except Exception:  # the batch's bookkeeping must never stop the station
                 log.exception("batch-observe-failed")

@@ -181,6 +181,7 @@ class Demo:
         # The operator loads the blanks into the hopper and records the load in the ledger.
         journal = Journal(self.root / "agent" / "journal.db", "demo-station")
         for printer in devices["printers"]:
+            journal.receive_blanks("DEMO-LOT", devices["cards_per_printer"], who="demo")
             journal.load_blanks(printer["name"], devices["cards_per_printer"], lot="DEMO-LOT", who="demo")
         journal.close()
         return path

@@ -77,6 +77,47 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX outbox_pending ON outbox(delivered_at, id);
     """,
+    # 2: the storeroom (deliveries from the centre, moved into hoppers), ledger discrepancies
+    # found against the printers, and an index for rates over the whole history.
+    """
+    CREATE TABLE storeroom (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        lot TEXT NOT NULL,
+        movement TEXT NOT NULL,  -- receive +N | to-hopper -N (printer) | adjust +/-N
+        quantity INTEGER NOT NULL,
+        printer TEXT,
+        first_serial TEXT,
+        last_serial TEXT,
+        reason TEXT,
+        who TEXT
+    );
+    CREATE INDEX storeroom_by_lot ON storeroom(lot);
+    CREATE TRIGGER storeroom_append_only_update BEFORE UPDATE ON storeroom
+        BEGIN SELECT RAISE(ABORT, 'the storeroom ledger is append-only'); END;
+    CREATE TRIGGER storeroom_append_only_delete BEFORE DELETE ON storeroom
+        BEGIN SELECT RAISE(ABORT, 'the storeroom ledger is append-only'); END;
+    -- Loads recorded before the storeroom existed came from a delivery nobody recorded: received and moved at once.
+    INSERT INTO storeroom(at, lot, movement, quantity, first_serial, last_serial, who, reason)
+        SELECT at, COALESCE(lot, ''), 'receive', quantity, first_serial, last_serial, who, 'recorded with the load'
+        FROM ledger WHERE movement = 'load' ORDER BY id;
+    INSERT INTO storeroom(at, lot, movement, quantity, printer, who)
+        SELECT at, COALESCE(lot, ''), 'to-hopper', -quantity, printer, who FROM ledger WHERE movement = 'load' ORDER BY id;
+    CREATE INDEX ledger_by_printer ON ledger(printer, movement, at);
+    CREATE INDEX ledger_by_time ON ledger(movement, at);
+    CREATE TABLE discrepancies (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        printer TEXT NOT NULL,
+        lot TEXT,
+        kind TEXT NOT NULL,       -- feeder-empty-ledger-not | fed-ledger-empty | reconcile
+        ledger_count INTEGER NOT NULL,
+        printer_said TEXT NOT NULL,
+        resolved_at TEXT,
+        resolution TEXT
+    );
+    CREATE INDEX discrepancies_open ON discrepancies(printer, resolved_at);
+    """,
 ]
 
 

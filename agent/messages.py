@@ -20,6 +20,8 @@ class Alert(Enum):
 
     BLANKS_LOW = "blanks-low"
     BLANKS_EMPTY = "blanks-empty"
+    OFFICE_STOCK_LOW = "office-stock-low"
+    LEDGER_DISCREPANCY = "ledger-discrepancy"
     RIBBON_LOW = "ribbon-low"
     RIBBON_EMPTY = "ribbon-empty"
     UPSTREAM_OFFLINE = "upstream-offline"
@@ -84,6 +86,18 @@ _ALERTS: dict[Alert, dict[str, tuple[str, str]]] = {
     Alert.BLANKS_EMPTY: {
         "id": ("Blangko KTP-el habis; pencetakan berhenti.", "Isi feeder dengan blangko baru dan catat jumlahnya (printstation hopper load)."),
         "en": ("Blank e-KTP cards are used up; printing has stopped.", "Load new blanks and record them (printstation hopper load)."),
+    },
+    Alert.OFFICE_STOCK_LOW: {
+        "id": ("Persediaan blangko kantor (gudang dan printer) akan habis dalam kurang dari 14 hari cetak.",
+               "Minta kiriman blangko ke pusat sekarang."),
+        "en": ("The office's blanks (storeroom and printers) run out within 14 print days.",
+               "Ask the centre for a delivery of blanks now."),
+    },
+    Alert.LEDGER_DISCREPANCY: {
+        "id": ("Jumlah blangko di catatan tidak sesuai dengan printer.",
+               "Hitung blangko di hopper, lalu catat dengan printstation hopper adjust."),
+        "en": ("The blank count in the ledger does not match the printer.",
+               "Count the blanks in the hopper, then printstation hopper adjust."),
     },
     Alert.RIBBON_LOW: {
         "id": ("Pita warna (ribbon) hampir habis.", "Siapkan pita warna pengganti di dekat printer."),
@@ -154,4 +168,11 @@ _WORDS: dict[str, dict[str, str]] = {
     "source-daemon": {"id": "dari layanan", "en": "from the service"},
     "source-journal": {"id": "dari jurnal (layanan mati)", "en": "from the journal (service down)"},
     "remedy": {"id": "yang harus dilakukan", "en": "what to do"},
+    "storeroom": {"id": "gudang", "en": "storeroom"},
+    "hoppers": {"id": "di printer", "en": "in the printers"},
+    "office-runs-out": {"id": "persediaan kantor habis", "en": "office stock runs out"},
+    "office-stock": {"id": "persediaan kantor", "en": "office stock"},
+    "print-days": {"id": "hari cetak", "en": "print days"},
+    "ledger-says": {"id": "catatan", "en": "the ledger says"},
+    "printer-says": {"id": "printer", "en": "the printer says"},
 }

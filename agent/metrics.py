@@ -17,6 +17,7 @@ import re
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
@@ -78,6 +79,7 @@ class Snapshot:
     jobs_by_state: dict[str, int]
     outbox_backlog: int
     upstream_online: bool
+    stock: dict | None = None               # agent.stock_forecast.StockPicture.as_json()
 
 
 def read_station(station: Any) -> Snapshot:
@@ -86,7 +88,8 @@ def read_station(station: Any) -> Snapshot:
     printers = tuple(PrinterFigures(w.name, w.view.state, tuple(w.view.reasons), w.paused.is_set(), w.view.ribbon_left)
                      for w in station.workers)
     return Snapshot(station.config.station_id, printers, journal.ledger_balance(), journal.attempts_since(SINCE_EVER),
-                    journal.count_by_state(), journal.outbox_backlog(), bool(station.intake.online))
+                    journal.count_by_state(), journal.outbox_backlog(), bool(station.intake.online),
+                    station.stock().as_json())
 
 
 @dataclass
@@ -129,6 +132,20 @@ def families(snap: Snapshot) -> list[_Family]:
     for row in snap.balance:
         blanks.add(row["remaining"], printer=row["printer"], lot=row["lot"] or "")
 
+    storeroom = _Family("printstation_blanks_storeroom", "gauge", "Blanks in the storeroom (received, not yet in a hopper), per lot.")
+    runout = _Family("printstation_blanks_runout_timestamp_seconds", "gauge",
+                     "When blanks run out at the recent rate over print days (Unix time), for the office "
+                     "(storeroom + hoppers) and per printer's hopper; absent when not in sight.")
+    if snap.stock is not None:
+        for lot in snap.stock["storeroom_lots"]:
+            storeroom.add(lot["remaining"], lot=lot["lot"])
+        office_at = snap.stock["office"]["run_out"]["at"]
+        if office_at:
+            runout.add(_unix(office_at), scope="office")
+        for name, hopper in sorted(snap.stock["printers"].items()):
+            if hopper["run_out"]["at"]:
+                runout.add(_unix(hopper["run_out"]["at"]), scope=name)
+
     printed = _Family("printstation_cards_printed_total", "counter", "Cards printed and ejected to the output tray.")
     spoiled = _Family("printstation_cards_spoiled_total", "counter", "Cards sent to the reject box, by reason.")
     done = Counter(a["printer"] for a in snap.attempts if a["result"] == "printed")
@@ -147,7 +164,11 @@ def families(snap: Snapshot) -> list[_Family]:
     backlog.add(snap.outbox_backlog)
     online = _Family("printstation_upstream_online", "gauge", "1 while the upstream issuance server answers, else 0.")
     online.add(1 if snap.upstream_online else 0)
-    return [info, state, reason, paused, blanks, ribbon, printed, spoiled, failed, jobs, backlog, online]
+    return [info, state, reason, paused, blanks, storeroom, runout, ribbon, printed, spoiled, failed, jobs, backlog, online]
+
+
+def _unix(at: str) -> float:
+    return datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()
 
 
 def _label_value(value: str) -> str:

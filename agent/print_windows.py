@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _CLOCK = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
@@ -92,3 +92,13 @@ def check_windows(windows: tuple[PrintWindow, ...], at: datetime) -> WindowVerdi
     if not windows or any(w.contains(at) for w in windows):
         return WindowVerdict(True, None)
     return WindowVerdict(False, min(w.next_start(at) for w in windows))
+
+
+@dataclass(frozen=True)
+class BusyPeriod:
+    """Days ([[calendar.busy]]) when the office expects `factor` times its usual demand, e.g. the
+    week after a school graduation: the stock forecast spends blanks faster on them."""
+
+    first: date
+    last: date
+    factor: float

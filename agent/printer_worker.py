@@ -245,6 +245,8 @@ class PrinterWorker:
                 log.info("printer-resumed", printer=self.name)
                 self._alerted = None
             return
+        if Fault.FEEDER_EMPTY in status.faults:
+            self._check_ledger(feeder_empty=True)
         self._alert(status.faults)
         while not stop.is_set():
             # The printer says when a fault starts, not when it clears: ask twice a second, so a
@@ -272,6 +274,24 @@ class PrinterWorker:
             self.reader_lost = False
             return
         raise ReaderLost(self.config.reader)
+
+    def _check_ledger(self, *, feeder_empty: bool) -> None:
+        """The printer just said something of its feeder: hold the ledger against it.
+
+        A feeder empty while the ledger counts blanks, or a card fed while it counted none, is a
+        discrepancy: recorded (with the lot and both counts), shown in the status, alerted and
+        reported upstream until someone counts the hopper (`hopper adjust`) or loads it.
+        """
+        remaining = self.journal.blanks_remaining(self.name)
+        if feeder_empty and remaining > 0:
+            kind, said, count = "feeder-empty-ledger-not", "the feeder is empty", remaining
+        elif not feeder_empty and remaining < 0:
+            kind, said, count = "fed-ledger-empty", "it fed a card", remaining + 1
+        else:
+            return
+        if self.journal.record_discrepancy(self.name, kind, count, said) is not None:
+            log.warning("ledger-discrepancy", printer=self.name, kind=kind, ledger_count=count, printer_said=said,
+                        remedy="count the blanks in the hopper, then printstation hopper adjust")
 
     def _note_refusal(self, faults: frozenset[Fault]) -> None:
         """A command was refused for `faults`: pause, tell the operator once, try again later."""
@@ -330,15 +350,19 @@ class PrinterWorker:
                 printer.feed_to_contactless()
             reached(CrashPoint.AFTER_FEED)
         except CommandRejected as exc:
-            # Nothing left the hopper: the job waits for the printer, no blank is counted.
+            # Nothing left the hopper: the job waits for the printer (or another one), no blank is counted.
             self.journal.unclaim(job.job_id, claimed.attempt, reason=f"feed-refused: {exc.reply}")
             faults = frozenset({exc.fault}) if exc.fault else frozenset()
+            if exc.fault is Fault.FEEDER_EMPTY:
+                self._check_ledger(feeder_empty=True)
             self._note_refusal(faults)
             raise PrinterPaused(faults, exc.reply) from None
         self._cleared()
         self._set_view("processing", job_id=job.job_id)
         with clock.stage("journal"):
             self.journal.fed(job.job_id, claimed.attempt, self.name)
+            if self.journal.blanks_remaining(self.name) < 0:
+                self._check_ledger(feeder_empty=False)
         reached(CrashPoint.AFTER_FED)
         try:
             try:

@@ -22,6 +22,7 @@ from agent.outbox_sender import OutboxSender
 from agent.printer_worker import PrinterWorker
 from agent.render_ahead import RenderAhead
 from agent.sd_notify import Notifier
+from agent.stock_forecast import calendar_for, stock_picture
 from agent.telemetry import PrinterReading, TelemetryReporter
 from agent.upstream_client import UpstreamClient
 
@@ -61,9 +62,14 @@ class Station:
         ]
         # One notion of print hours: the windows that hold jobs are the hours every forecast spends stock in.
         self.schedule = schedule_for(config.windows)
+        self.calendar = calendar_for(config)  # the same windows, less the holidays: every stock forecast's
         self.control = ControlPanel(self)
-        self.telemetry = TelemetryReporter(self.journal, self.printer_readings, config.stock, self.schedule)
+        self.telemetry = TelemetryReporter(self.journal, self.printer_readings, config.stock, self.calendar)
         self.metrics = MetricsEndpoint(config.metrics, lambda: read_station(self)) if config.metrics else None
+
+    def stock(self):  # -> agent.stock_forecast.StockPicture
+        """The station's one stock forecast, now. Raises JournalError."""
+        return stock_picture(self.journal, [w.name for w in self.workers], self.calendar, self.config.stock)
 
     def run(self) -> int:
         """Run until SIGTERM/SIGINT; returns the process exit code."""

@@ -9,12 +9,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from agent.forecast import PrintSchedule, Use, forecast, schedule_for
+from agent.config import StockConfig
 from agent.journal import Journal, JobState, stamp
 from agent.messages import fault_message, word
 from agent.print_windows import PrintWindow
-
-FORECAST_LOOKBACK_DAYS = 7
+from agent.stock_forecast import PrintCalendar, StockPicture, stock_picture
+from agent.forecast import schedule_for
 
 
 @dataclass
@@ -31,7 +31,9 @@ class PrinterStatus:
     spoiled_today: int = 0
     model: str | None = None
     serial: str | None = None
-    blanks_forecast: dict | None = None     # agent.forecast.RunOut.as_json()
+    blanks_forecast: dict | None = None     # agent.stock_forecast.RunOut.as_json(): the station's one forecast
+    blanks_low: bool = False                # the hopper will be empty within its next print window, or few are left
+    discrepancies: list[dict] = field(default_factory=list)  # the ledger against what the printer said
 
 
 @dataclass
@@ -45,6 +47,7 @@ class StationStatus:
     upstream: str                           # online | offline | unknown
     window: dict                            # {"open": bool, "opens_at": str | None}
     batch: dict | None = None
+    stock: dict | None = None               # storeroom, hoppers, the office's forecast (StockPicture.as_json())
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -56,30 +59,25 @@ def local_midnight_utc(now: datetime) -> str:
     return stamp(local.replace(hour=0, minute=0, second=0, microsecond=0))
 
 
-def printer_from_journal(journal: Journal, name: str, now: datetime, schedule: PrintSchedule) -> PrinterStatus:
+def printer_from_journal(journal: Journal, name: str, now: datetime, picture: StockPicture) -> PrinterStatus:
     """What the journal alone says of one printer: blanks, today's cards, forecast."""
     today = [a for a in journal.attempts_since(local_midnight_utc(now)) if a["printer"] == name]
     status = PrinterStatus(name=name, state="unknown", blanks=journal.blanks_remaining(name),
                            printed_today=sum(a["result"] == "printed" for a in today),
                            spoiled_today=sum(a["result"] == "spoiled" for a in today))
-    status.blanks_forecast = blanks_forecast(journal, name, status.blanks, now, schedule)
+    with_stock(status, picture)
     return status
 
 
-def blanks_forecast(journal: Journal, printer: str, remaining: int, now: datetime, schedule: PrintSchedule) -> dict | None:
-    """When this printer's blanks run out at the recent rate, within the station's print hours
-    (agent.forecast.schedule_for); None when nothing was used lately."""
-    since = stamp(now - timedelta(days=FORECAST_LOOKBACK_DAYS))
-    local_now = now.astimezone().replace(tzinfo=None)
-    uses = [Use(_local(e["at"]), -e["quantity"]) for e in journal.ledger_entries()
-            if e["printer"] == printer and e["movement"] == "feed" and e["at"] >= since]
-    if not uses:
-        return None
-    return forecast(remaining, uses, local_now, schedule).as_json()
-
-
-def _local(at: str) -> datetime:
-    return datetime.fromisoformat(at.replace("Z", "+00:00")).astimezone().replace(tzinfo=None)
+def with_stock(status: PrinterStatus, picture: StockPicture) -> PrinterStatus:
+    """Fill a printer's blanks, forecast, low flag and discrepancies from the station's one forecast."""
+    hopper = picture.hoppers.get(status.name)
+    if hopper is not None:
+        status.blanks = hopper.remaining
+        status.blanks_forecast = hopper.run_out.as_json()
+        status.blanks_low = hopper.low
+    status.discrepancies = [d for d in picture.discrepancies if d["printer"] == status.name]
+    return status
 
 
 def queue_counts(journal: Journal) -> dict[str, int]:
@@ -91,16 +89,19 @@ def queue_counts(journal: Journal) -> dict[str, int]:
 
 
 def from_journal(journal: Journal, station: str, printers: list[str], now: datetime | None = None,
-                 windows: tuple[PrintWindow, ...] = ()) -> StationStatus:
-    """The status as the journal last recorded it (the daemon is down); `windows` are the configured print windows."""
+                 windows: tuple[PrintWindow, ...] = (), holidays: frozenset = frozenset(),
+                 stock: StockConfig | None = None) -> StationStatus:
+    """The status as the journal last recorded it (the daemon is down); `windows` and `holidays`
+    are the configured print calendar."""
     now = now or datetime.now(timezone.utc)
-    schedule = schedule_for(windows)
     names = list(dict.fromkeys([*printers, *journal.ledger_printers()]))
+    picture = stock_picture(journal, names, PrintCalendar(schedule_for(windows), frozenset(holidays)),
+                            stock or StockConfig(), now)
     return StationStatus(
         station=station, source="journal", at=stamp(now),
-        printers=[printer_from_journal(journal, n, now, schedule) for n in names],
+        printers=[printer_from_journal(journal, n, now, picture) for n in names],
         queue=queue_counts(journal), outbox_backlog=journal.outbox_backlog(), upstream="unknown",
-        window={"open": None, "opens_at": None},
+        window={"open": None, "opens_at": None}, stock=picture.as_json(),
     )
 
 
@@ -121,12 +122,29 @@ def render_text(status: dict, lang: str) -> str:
                      f"{w('printed')} {p['printed_today']}, {w('spoiled')} {p['spoiled_today']}")
         if p.get("blanks_forecast") and p["blanks_forecast"].get("date"):
             lines.append(f"  {w('forecast')}: {w('blanks')} -> {p['blanks_forecast']['date']}")
-        for code in [*p["faults"], *[r for r in p["reasons"] if r in ("paused", "draining", "outside-print-window",
-                                                                        "reader-unavailable")]]:
+        codes = [*p["faults"], *[r for r in p["reasons"] if r in ("paused", "draining", "outside-print-window",
+                                                                   "reader-unavailable")]]
+        if p.get("blanks_low"):
+            codes.append("blanks-empty" if p["blanks"] <= 0 else "blanks-low")
+        for d in p.get("discrepancies", []):
+            lines.append(f"  ! {fault_message('ledger-discrepancy', lang)[0]} "
+                         f"({w('ledger-says')} {d['ledger_count']}, {w('printer-says')}: {d['printer_said']})")
+            lines.append(f"    {w('remedy')}: {fault_message('ledger-discrepancy', lang)[1]}")
+        for code in codes:
             message, remedy = fault_message(code, lang)
             lines.append(f"  ! {message}")
             if remedy:
                 lines.append(f"    {w('remedy')}: {remedy}")
+    stock = status.get("stock")
+    if stock:
+        office = stock["office"]
+        run_out = office["run_out"]
+        lines.append(f"{w('office-stock')}: {w('storeroom')} {stock['storeroom']}, {w('hoppers')} {stock['hoppers']}"
+                     + (f" -> {run_out['date']} ({run_out['print_days']} {w('print-days')})" if run_out.get("date") else ""))
+        if office["low"]:
+            message, remedy = fault_message("office-stock-low", lang)
+            lines.append(f"  ! {message}")
+            lines.append(f"    {w('remedy')}: {remedy}")
     q = status["queue"]
     lines.append(f"{w('queue')}: {q['waiting']} (+{q['in_printer']}, held {q['held']}); "
                  f"{w('outbox')}: {status['outbox_backlog']}; {w('upstream')}: {w(status['upstream'])}")

@@ -23,6 +23,7 @@ import structlog
 from agent.config import StockConfig
 from agent.forecast import DEFAULT_SCHEDULE, PrintSchedule, RunOut, Use, forecast
 from agent.journal import Journal, JournalError, stamp, utcnow
+from agent.stock_forecast import PrintCalendar, StockPicture, stock_picture
 
 log = structlog.get_logger("telemetry")
 
@@ -51,7 +52,7 @@ class PrinterReading:
 class Alert:
     """A condition the centre or the operator must act on."""
 
-    kind: str  # blanks-low | blanks-empty | ribbon-low | ribbon-empty | printer-stopped
+    kind: str  # blanks-low | blanks-empty | office-stock-low | ledger-discrepancy | ribbon-low | ribbon-empty | printer-stopped
     severity: Severity
     message: str
     printer: str | None = None
@@ -68,17 +69,9 @@ def _local(at_text: str, zone: tzinfo | None) -> datetime:
     return datetime.fromisoformat(at_text.replace("Z", "+00:00")).astimezone(zone).replace(tzinfo=None)
 
 
-def _stock_alerts(printer: str, blanks: RunOut, ribbon: RunOut | None, ribbon_left: int | None,
-                  stock: StockConfig) -> tuple[list[Alert], list[str]]:
-    """Low and empty alerts for one printer, and the IPP reasons they add."""
+def _ribbon_alerts(printer: str, ribbon: RunOut | None, ribbon_left: int | None,
+                   stock: StockConfig) -> tuple[list[Alert], list[str]]:
     alerts, reasons = [], []
-    if blanks.remaining <= 0:
-        alerts.append(Alert("blanks-empty", Severity.ERROR, "no blanks left: printing has stopped", printer))
-        reasons.append("media-empty-error")
-    elif blanks.remaining <= stock.blanks_low or (blanks.days is not None and blanks.days <= stock.blanks_low_days):
-        when = f", run out {blanks.date.isoformat()}" if blanks.date else ""
-        alerts.append(Alert("blanks-low", Severity.WARNING, f"{blanks.remaining} blanks left{when}", printer))
-        reasons.append("media-low-warning")
     if ribbon_left is not None and ribbon is not None:
         if ribbon_left <= 0:
             alerts.append(Alert("ribbon-empty", Severity.ERROR, "the ribbon is used up: fit a new one", printer))
@@ -90,17 +83,47 @@ def _stock_alerts(printer: str, blanks: RunOut, ribbon: RunOut | None, ribbon_le
     return alerts, reasons
 
 
-def build_report(readings: list[PrinterReading], balance: list[dict], attempts: list[dict], now: datetime,
-                 stock: StockConfig, schedule: PrintSchedule = DEFAULT_SCHEDULE, zone: tzinfo | None = None) -> dict:
-    """The telemetry body: printers, per-day counts, forecasts and alerts.
+def blanks_alerts(picture: StockPicture, zone: tzinfo | None = None) -> tuple[list[Alert], dict[str, list[str]]]:
+    """The stock alerts of the station's one forecast, and the IPP reasons they add per printer:
+    a hopper empty or to be empty within its next print window (or few left), the office's
+    storeroom and hoppers within their warning print days, every open ledger discrepancy."""
+    alerts: list[Alert] = []
+    reasons: dict[str, list[str]] = {}
+    for name, hopper in picture.hoppers.items():
+        if hopper.why == "empty":
+            alerts.append(Alert("blanks-empty", Severity.ERROR, "no blanks left: printing has stopped", name))
+            reasons.setdefault(name, []).append("media-empty-error")
+        elif hopper.low:
+            at = hopper.run_out.at
+            when = f", empty by {at.astimezone(zone).strftime('%Y-%m-%d %H:%M')}" if at else ""
+            alerts.append(Alert("blanks-low", Severity.WARNING, f"{hopper.remaining} blanks left{when}: refill the hopper", name))
+            reasons.setdefault(name, []).append("media-low-warning")
+    office = picture.office
+    if picture.office_low:
+        when = (f", run out {office.date.isoformat()} ({office.print_days:.1f} print days)"
+                if office.date and office.print_days is not None else "")
+        alerts.append(Alert("office-stock-low", Severity.WARNING if office.remaining else Severity.ERROR,
+                            f"storeroom {picture.storeroom} + hoppers {picture.hoppers_total} blanks{when}: "
+                            "order blanks from the centre now"))
+    for d in picture.discrepancies:
+        alerts.append(Alert("ledger-discrepancy", Severity.WARNING,
+                            f"the ledger counts {d['ledger_count']} blanks but the printer says {d['printer_said']}: "
+                            "count the blanks in the hopper, then printstation hopper adjust", d["printer"]))
+    return alerts, reasons
 
-    `balance` is Journal.ledger_balance() (per printer and lot), `attempts` the card attempts
-    ended within the last `stock.lookback_days` (Journal.attempts_since), `now` an aware time;
-    `zone` is the office's time zone (None: the system's).
+
+def build_report(readings: list[PrinterReading], picture: StockPicture, balance: list[dict], attempts: list[dict],
+                 now: datetime, stock: StockConfig, schedule: PrintSchedule = DEFAULT_SCHEDULE,
+                 zone: tzinfo | None = None) -> dict:
+    """The telemetry body: printers, storeroom, per-day counts, forecasts and alerts.
+
+    `picture` is the station's one stock forecast (agent.stock_forecast.stock_picture), `balance`
+    is Journal.ledger_balance() (per printer and lot), `attempts` the card attempts ended within
+    the last `stock.lookback_days` (Journal.attempts_since), `now` an aware time; `zone` is the
+    office's time zone (None: the system's).
     """
     local_now = now.astimezone(zone).replace(tzinfo=None)
     today = local_now.date()
-    blanks_used: dict[str, list[Use]] = {}
     ribbon_used: dict[str, list[Use]] = {}
     per_day: dict[str, Counter] = {}
     per_printer_today: dict[str, Counter] = {}
@@ -109,7 +132,6 @@ def build_report(readings: list[PrinterReading], balance: list[dict], attempts: 
             continue
         at = _local(attempt["ended_at"], zone)
         printer = attempt["printer"]
-        blanks_used.setdefault(printer, []).append(Use(at))
         if attempt["result"] == "printed":
             ribbon_used.setdefault(printer, []).append(Use(at))
         per_day.setdefault(at.date().isoformat(), Counter())[attempt["result"]] += 1
@@ -121,19 +143,18 @@ def build_report(readings: list[PrinterReading], balance: list[dict], attempts: 
         lots.setdefault(row["printer"], []).append(
             {"lot": row["lot"], "loaded": row["loaded"], "remaining": row["remaining"]})
 
-    def run_out(remaining: int, uses: list[Use]) -> RunOut:
-        return forecast(remaining, uses, local_now, schedule, stock.lookback_days)
-
+    alerts, stock_reasons = blanks_alerts(picture, zone)
     by_name = {r.name: r for r in readings}
-    printers, alerts = [], []
-    for name in sorted(set(by_name) | set(lots)):
+    printers = []
+    for name in sorted(set(by_name) | set(lots) | set(picture.hoppers)):
         reading = by_name.get(name, PrinterReading(name, "stopped", ("offline-report",)))
-        remaining = sum(lot["remaining"] for lot in lots.get(name, []))
-        blanks = run_out(remaining, blanks_used.get(name, []))
-        ribbon = run_out(reading.ribbon_left, ribbon_used.get(name, [])) if reading.ribbon_left is not None else None
-        printer_alerts, stock_reasons = _stock_alerts(name, blanks, ribbon, reading.ribbon_left, stock)
+        hopper = picture.hoppers.get(name)
+        remaining = hopper.remaining if hopper else sum(lot["remaining"] for lot in lots.get(name, []))
+        ribbon = (forecast(reading.ribbon_left, ribbon_used.get(name, []), local_now, schedule, stock.lookback_days)
+                  if reading.ribbon_left is not None else None)
+        printer_alerts, ribbon_reasons = _ribbon_alerts(name, ribbon, reading.ribbon_left, stock)
         state = reading.state if reading.state in IPP_STATES else "stopped"
-        reasons = list(dict.fromkeys([*reading.reasons, *stock_reasons]))
+        reasons = list(dict.fromkeys([*reading.reasons, *stock_reasons.get(name, []), *ribbon_reasons]))
         if state == "stopped" and any(r.endswith("-error") for r in reading.reasons):
             printer_alerts.append(Alert("printer-stopped", Severity.ERROR, " ".join(reading.reasons), name))
         alerts.extend(printer_alerts)
@@ -146,10 +167,9 @@ def build_report(readings: list[PrinterReading], balance: list[dict], attempts: 
             "ribbon": {"cards_left": reading.ribbon_left},
             "counters": {"cards": reading.card_counter, "printed_today": today_counts["printed"],
                          "spoiled_today": today_counts["spoiled"]},
-            "forecast": {"blanks": blanks.as_json(), "ribbon": ribbon.as_json() if ribbon else None},
+            "forecast": {"blanks": hopper.run_out.as_json() if hopper else None,
+                         "ribbon": ribbon.as_json() if ribbon else None},
         })
-    all_uses = [use for uses in blanks_used.values() for use in uses]
-    station_blanks = run_out(sum(p["blanks"]["remaining"] for p in printers), all_uses)
     days = [{"date": (today - timedelta(days=n)).isoformat(),
              "printed": per_day.get((today - timedelta(days=n)).isoformat(), Counter())["printed"],
              "spoiled": per_day.get((today - timedelta(days=n)).isoformat(), Counter())["spoiled"]}
@@ -157,8 +177,11 @@ def build_report(readings: list[PrinterReading], balance: list[dict], attempts: 
     return {
         "at": stamp(now),
         "printers": printers,
+        "stock": {"storeroom": picture.storeroom, "hoppers": picture.hoppers_total,
+                  "storeroom_lots": picture.storeroom_lots},
         "days": days,
-        "forecast": {"blanks": station_blanks.as_json()},
+        "forecast": {"blanks": picture.office.as_json()},
+        "discrepancies": picture.discrepancies,
         "alerts": [a.as_json() for a in alerts],
     }
 
@@ -167,19 +190,21 @@ class TelemetryReporter:
     """Queues a telemetry report in the outbox every `report_every_s`, and at once on a change."""
 
     def __init__(self, journal: Journal, readings: Callable[[], list[PrinterReading]], stock: StockConfig,
-                 schedule: PrintSchedule = DEFAULT_SCHEDULE, zone: tzinfo | None = None) -> None:
+                 calendar: PrintCalendar | None = None, zone: tzinfo | None = None) -> None:
         self.journal = journal
         self.readings = readings
         self.stock = stock
-        self.schedule = schedule
+        self.calendar = calendar or PrintCalendar(DEFAULT_SCHEDULE)
         self.zone = zone
 
     def report(self, now: datetime | None = None) -> dict:
         """Build a report from the journal and the printers as they are now. Raises JournalError."""
         now = now or utcnow()
         since = stamp(now - timedelta(days=self.stock.lookback_days))
-        return build_report(self.readings(), self.journal.ledger_balance(), self.journal.attempts_since(since),
-                            now, self.stock, self.schedule, self.zone)
+        readings = self.readings()
+        picture = stock_picture(self.journal, [r.name for r in readings], self.calendar, self.stock, now, self.zone)
+        return build_report(readings, picture, self.journal.ledger_balance(), self.journal.attempts_since(since),
+                            now, self.stock, self.calendar.schedule, self.zone)
 
     def queue(self, body: dict) -> None:
         """Put one report in the outbox; its idempotency key makes a resend harmless. Raises JournalError."""

@@ -107,6 +107,7 @@ def running_station(root: Path, *, jobs: int, blanks: int, speed: float, chip: d
         rig.upstream = _wait_for_file(rig, "upstream", root / "upstream" / "upstream.json", 120)
         config = _write_config(root, devices, rig.upstream, chip or {}, max_attempts)
         journal = Journal(root / "agent" / "journal.db", "chip-station")
+        journal.receive_blanks("TEST-LOT", blanks, who="test")
         journal.load_blanks("p1", blanks, lot="TEST-LOT", who="test")
         journal.close()
         rig.config = config

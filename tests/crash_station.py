@@ -163,6 +163,11 @@ class StationRig:
         return subprocess.run([*AGENT, "hopper", *args, "--config", str(self.config_path)],
                               capture_output=True, text=True, timeout=60)
 
+    def stock(self, *args: str) -> subprocess.CompletedProcess:
+        """`printstation stock ARGS --config ...`."""
+        return subprocess.run([*AGENT, "stock", *args, "--config", str(self.config_path)],
+                              capture_output=True, text=True, timeout=60)
+
     def start(self) -> None:
         """Upstream and printers up, the configuration written, every hopper's blanks recorded as loaded."""
         self.start_upstream()
@@ -177,6 +182,7 @@ class StationRig:
         journal = Journal(self.journal_path, "crash-station")  # as `printstation hopper load` does (tests/test_hopper.py)
         try:
             for printer in self.devices["printers"]:
+                journal.receive_blanks("LOT-1", self.blanks, who="test")
                 journal.load_blanks(printer["name"], self.blanks, lot="LOT-1", who="test")
         finally:
             journal.close()

@@ -108,6 +108,7 @@ def write_config(root: Path, upstream: UpstreamServer, devices: dict) -> Path:
         f'reader = "{printer["reader"]}"', "",
     ]))
     journal = Journal(root / "journal.db", STATION)
+    journal.receive_blanks("LOT-HOSTILE", 10, who="test")
     journal.load_blanks("p1", 10, lot="LOT-HOSTILE", who="test")
     journal.close()
     return config

@@ -144,6 +144,7 @@ def test_every_request_of_the_agent_and_every_answer_of_the_server_fit_the_docum
                                lease_expires_at=lease.expires_at, priority=0)
         renewal = client.renew([*ids, "J-999999"])
         assert renewal.lost == {"J-999999": "unknown-job"}
+        journal.receive_blanks("LOT-1", 10)
         journal.load_blanks("p1", 10, "LOT-1")
         # J-000001: a spoiled card with its chip checks, then printed on a fresh blank.
         first = journal.claim_next("p1")

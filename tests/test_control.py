@@ -107,6 +107,7 @@ class StationRig:
         self.config_path.write_text("\n".join(lines) + "\n" + extra_config)
         journal = Journal(self.journal_path, "control-station")
         for printer in devices["printers"]:
+            journal.receive_blanks("LOT-1", BLANKS, who="test")
             journal.load_blanks(printer["name"], BLANKS, lot="LOT-1", who="test")
         journal.close()
 

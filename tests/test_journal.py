@@ -68,6 +68,7 @@ def test_job_with_expired_lease_is_never_started(journal):
 
 
 def test_feed_moves_ledger_and_state_together(journal):
+    journal.receive_blanks("LOT-A", 10, at=NOW)
     journal.load_blanks("p1", 10, lot="LOT-A", at=NOW)
     add(journal)
     claimed = journal.claim_next("p1", at=NOW)
@@ -116,6 +117,7 @@ def test_acknowledged_outcome_purges_personal_data(journal):
 
 
 def test_ledger_is_append_only(journal):
+    journal.receive_blanks("LOT-A", 5)
     journal.load_blanks("p1", 5, lot="LOT-A")
     with pytest.raises(sqlite3.IntegrityError, match="append-only"):
         journal._db.execute("UPDATE ledger SET quantity = 50")
@@ -150,6 +152,8 @@ def fed_card(journal, job_id="J1"):
 
 
 def test_feeds_come_out_of_the_oldest_lot_first_and_every_lot_balances(journal):
+    journal.receive_blanks("OLD", 1, at=NOW)
+    journal.receive_blanks("NEW", 5, at=NOW)
     journal.load_blanks("p1", 1, lot="OLD", at=NOW)
     journal.load_blanks("p1", 5, lot="NEW", at=NOW)
     add(journal, "J1")
