@@ -3,7 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test setup pcscd clean soak bench
+.PHONY: demo test lint setup pcscd clean soak bench
 
 demo: setup pcscd
 	$(VENV)/bin/printstation demo --cards 20
@@ -11,8 +11,13 @@ demo: setup pcscd
 # As root the suite runs with a pcscd of its own in private namespaces (scripts/private-pcscd.sh),
 # so it may restart pcscd and bind vpcd ports without touching the machine's; otherwise it uses
 # the running pcscd.
-test: setup pcscd
+test: setup pcscd lint
 	@if [ "$$(id -u)" = 0 ]; then scripts/private-pcscd.sh $(VENV)/bin/pytest -q; else $(VENV)/bin/pytest -q; fi
+
+# Linters that would have caught a shadowed definition or a wrong type before a test did.
+lint: setup
+	$(VENV)/bin/ruff check agent drivers simulators tests
+	$(VENV)/bin/mypy
 
 # The crash suite's random kills, longer: 40 cards, 12 agent kills, every 3rd also a power cut of the printer.
 soak: setup pcscd

@@ -19,7 +19,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 
 from agent.demo import Demo, DemoError
 
@@ -283,6 +282,7 @@ def outbox_drain_rate(root: Path, messages: int) -> float:
             journal.add_leased(job_id, {"job_id": job_id}, not_after=now + timedelta(days=1),
                                lease_expires_at=now + timedelta(hours=1), priority=0)
             claimed = journal.claim_next("p1")
+            assert claimed is not None
             journal.fed(claimed.job_id, claimed.attempt, "p1")
             journal.printed(claimed.job_id, claimed.attempt, i)
         client = UpstreamClient(UpstreamConfig(url=station.upstream["url"], token=station.upstream["token"],

@@ -20,10 +20,16 @@ def _run(args: argparse.Namespace) -> int:
     logs.configure(json_output=args.log_json or logs.under_journald())
     try:
         station = Station(load_config(args.config))
-    except (ConfigError, JournalError) as exc:
+    except ConfigError as exc:
         print(f"printstation: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_CONFIG  # the unit does not restart on it: starting again cannot fix the file
+    except JournalError as exc:
+        print(f"printstation: {exc}", file=sys.stderr)
+        return 1  # a journal that cannot be opened now may open later: the unit tries again
     return station.run()
+
+
+EXIT_BAD_CONFIG = 2  # as for a wrong command line (argparse); scripts rely on it
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:

@@ -272,7 +272,7 @@ def _load(path: Path, *, collect: bool) -> tuple[StationConfig, list[ConfigError
     language = r.get(station, "language", "station", str, default="id")
     retention_days = r.get(station, "retention_days", "station", int, default=400)
     if retention_days < 1:
-        raise r.fail("station.retention_days", f"is {retention_days}", "keep at least a day of history (default 400)")
+        r.fail("station.retention_days", f"is {retention_days}", "keep at least a day of history (default 400)")
     if language not in ("id", "en"):
         r.fail("station.language", f"is {language!r}", "use \"id\" (Bahasa Indonesia) or \"en\" (English)")
     control_socket = resolve(r.get(station, "control_socket", "station", str, default=str(DEFAULT_CONTROL_SOCKET)))
@@ -318,9 +318,10 @@ def _load(path: Path, *, collect: bool) -> tuple[StationConfig, list[ConfigError
     tls_files: dict[str, Path | None] = {}
     for key in ("ca_file", "client_cert", "client_key"):
         value = r.get(upstream, key, "upstream", str, default="")
-        tls_files[key] = resolve(value) if value else None
-        if tls_files[key] is not None and not tls_files[key].is_file():
-            r.fail(f"upstream.{key}", f"names a missing file ({tls_files[key]})", "copy the PEM file there or correct the path")
+        named = resolve(value) if value else None
+        tls_files[key] = named
+        if named is not None and not named.is_file():
+            r.fail(f"upstream.{key}", f"names a missing file ({named})", "copy the PEM file there or correct the path")
     if tls_files["client_cert"] and not tls_files["client_key"]:
         r.fail("upstream.client_key", "is missing", "name the private key of upstream.client_cert")
     for key in ("max_answer_mb", "max_image_kb", "max_chip_file_kb"):

@@ -251,7 +251,7 @@ class ControlPanel:
 
     def summary(self) -> str:
         """A few words for systemd's STATUS line: the batch's progress, or a closed window."""
-        if self.batch.active:
+        if self.batch.active and self.batch.current is not None:
             p = self.batch.current.progress(datetime.now(timezone.utc))
             return f"; batch {p['done']}/{p['target'] or 'all'}"
         return "; outside print hours" if self.hold_reason() else ""
@@ -283,7 +283,7 @@ class ControlPanel:
             batch=self.batch_progress(), stock=picture.as_json(),
         ).to_json()
 
-    def start_batch(self, cards: int | None, until: str | None) -> dict:
+    def start_batch(self, cards: int | None, until: str | None) -> dict | None:
         deadline = None
         if until:
             deadline = datetime.fromisoformat(until)

@@ -166,7 +166,8 @@ class Demo:
 
     def _write_config(self, devices: dict, upstream: dict) -> Path:
         lines = [
-            "[station]", 'id = "demo-station"', f'journal = "{self.root / "agent" / "journal.db"}"', 'language = "en"', "",
+            "[station]", 'id = "demo-station"', f'journal = "{self.root / "agent" / "journal.db"}"', 'language = "en"',
+            f'control_socket = "{self.root / "agent" / "control.sock"}"', "",
             "[upstream]", f'url = "{upstream["url"]}"', f'token = "{upstream["token"]}"', "wait_s = 2", "",
             "[upstream.authority_keys]",
             *[f'"{kid}" = "{path}"' for kid, path in upstream["authority_keys"].items()], "",

@@ -66,6 +66,9 @@ class Intake:
                     continue
                 lease = self.client.lease(min(wanted, self.lease_max), self.wait_s)
             except (UpstreamUnavailable, UpstreamRefused) as exc:
+                if isinstance(exc, UpstreamRefused):
+                    # An answer outside the contract may still have leased jobs to us: ask which.
+                    self.reconcile_due = True
                 if self.online or delay == 1.0:
                     log.warning("upstream-unreachable", error=str(exc), retry_in_s=round(delay, 1),
                                 printable_jobs=self.journal.printable_count())
@@ -83,7 +86,7 @@ class Intake:
                 log.info("upstream-online")
             self.online, delay = True, 1.0
             try:
-                accepted = sum(self.accept(raw, lease.expires_at) for raw in lease.jobs)
+                accepted = sum(self.accept_safely(raw, lease.expires_at) for raw in lease.jobs)
             except JournalError as exc:
                 # Not recorded, so not ours to print: hand back what could not be recorded, as soon
                 # as upstream can be asked which leases it counts as ours.
@@ -133,6 +136,21 @@ class Intake:
             released = self.journal.release_surplus(self.prefetch, SURPLUS_RELEASE_REASON)
             log.info("jobs-released", count=len(released), reason=SURPLUS_RELEASE_REASON)
 
+    def accept_safely(self, raw: object, lease_expires_at) -> bool:
+        """`accept`, but whatever one job raises (beyond the journal failing) ends that job alone:
+        rejected upstream as malformed, with the reason, and intake goes on."""
+        try:
+            return self.accept(raw, lease_expires_at)
+        except JournalError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one hostile job must not stop the station
+            job_id = raw.get("job_id") if isinstance(raw, dict) else None
+            log.error("job-unreadable", job_id=job_id if valid_job_id(job_id) else None, error=type(exc).__name__)
+            if valid_job_id(job_id) and not self.journal.knows(job_id):
+                self.journal.reject(job_id, JobRejection.MALFORMED.value,
+                                    f"the station could not read the job ({type(exc).__name__})")
+            return False
+
     def accept(self, raw: object, lease_expires_at) -> bool:
         """Check one leased job; record it as printable, or as rejected with the reason reported upstream."""
         job_id = raw.get("job_id") if isinstance(raw, dict) else None
@@ -151,6 +169,7 @@ class Intake:
             log.warning("job-rejected", job_id=job_id, reason=rejected.reason.value, detail=rejected.message)
             self.journal.reject(job_id, rejected.reason.value, rejected.message)
             return False
+        assert isinstance(raw, dict)  # parse_job took it
         added = self.journal.add_leased(job.job_id, raw, not_after=job.not_after,
                                         lease_expires_at=lease_expires_at, priority=job.priority)
         if not added:

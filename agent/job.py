@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeGuard
 
 # Files a job's chip image may carry (ICAO 9303 names); anything else is a malformed job.
 CHIP_FILE_NAMES = frozenset({"EF.COM", "EF.SOD"} | {f"EF.DG{n}" for n in range(1, 17)})
@@ -83,7 +83,7 @@ class Job:
     chip_files: dict[str, bytes]
 
 
-def valid_job_id(value: Any) -> bool:
+def valid_job_id(value: Any) -> TypeGuard[str]:
     """True when `value` can be used as a job id: in the journal, in logs and in URL paths."""
     return isinstance(value, str) and JOB_ID_PATTERN.fullmatch(value) is not None
 
@@ -116,12 +116,15 @@ def _text(obj: dict, key: str, where: str, max_len: int = 200) -> str:
 def _b64(value: Any, where: str, limit: int) -> bytes:
     if not isinstance(value, str):
         raise JobRejected(JobRejection.MALFORMED, f"{where} must be base64 text")
-    if len(value) > limit * 4 // 3 + 4:
+    if len(value) > 4 * ((limit + 2) // 3):  # longer than any base64 text of `limit` bytes: do not decode it
         raise JobRejected(JobRejection.OVERSIZED, f"{where} is larger than {limit} bytes")
     try:
-        return base64.b64decode(value, validate=True)
+        data = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise JobRejected(JobRejection.MALFORMED, f"{where} is not valid base64") from None
+    if len(data) > limit:
+        raise JobRejected(JobRejection.OVERSIZED, f"{where} is {len(data)} bytes, larger than {limit}")
+    return data
 
 
 def _object(obj: Any, where: str, members: frozenset[str]) -> dict:

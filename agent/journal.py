@@ -44,6 +44,16 @@ IN_PRINTER = (JobState.FEEDING, JobState.ENCODING, JobState.PRINTING, JobState.E
 FINAL = (JobState.PRINTED, JobState.FAILED, JobState.REJECTED, JobState.RELEASED, JobState.EXPIRED)
 
 
+# Cards of one job the station may lose to its own faults before it gives the job up.
+MAX_INTERRUPTIONS = 10
+
+
+def counts_against_job(reason: str | None) -> bool:
+    """True for a spoiled card the job's own data caused (a chip failure): those count toward
+    the job's attempt limit. Interruptions, printer faults and station errors do not."""
+    return reason is not None and reason.startswith("chip-")
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -325,8 +335,16 @@ class Journal:
                     " VALUES (?, ?, ?, 'spoil', 0, ?, ?, ?)",
                     (now, feed[0], feed[1], job_id, attempt, reason),
                 )
-            if attempt >= self.max_attempts:
+            # Only what the job's own card did counts toward its limit (a chip that would not take
+            # or verify the job's data); a card lost to the station (a crash, a power cut, a full
+            # disk, a printer fault, a lost reader) is the station's, capped apart so a loop ends.
+            spoils = db.execute("SELECT reason FROM attempts WHERE job_id = ? AND result = 'spoiled'", (job_id,)).fetchall()
+            own = sum(1 for (why,) in spoils if counts_against_job(why))
+            if own >= self.max_attempts:
                 self._finish(db, job_id, JobState.FAILED, now, reason="too-many-spoiled-cards")
+                return JobState.FAILED
+            if len(spoils) - own >= MAX_INTERRUPTIONS:
+                self._finish(db, job_id, JobState.FAILED, now, reason="too-many-interruptions")
                 return JobState.FAILED
             self._set_state(db, job_id, JobState.LEASED, now, retry_after=reason)
             return JobState.LEASED
@@ -347,6 +365,17 @@ class Journal:
         with self._tx() as db:
             db.execute("DELETE FROM attempts WHERE job_id = ? AND n = ?", (job_id, attempt))
             self._finish(db, job_id, JobState.FAILED, now, reason=reason)
+
+    def fail(self, job_id: str, reason: str, at: datetime | None = None) -> None:
+        """End a job `failed` (reported upstream), keeping its card attempts as they are."""
+        now = stamp(at or utcnow())
+        with self._tx() as db:
+            self._finish(db, job_id, JobState.FAILED, now, reason=reason)
+
+    def job_state(self, job_id: str) -> JobState | None:
+        with self._lock:
+            row = self._db.execute("SELECT state FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return JobState(row[0]) if row else None
 
     def hold(self, job_id: str, reason: str, at: datetime | None = None) -> None:
         """The station cannot prove what happened to this job's card: a person decides."""

@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -40,7 +41,7 @@ def _mask_value(key: str, value: Any) -> Any:
     return value
 
 
-def mask_personal_data(_logger: Any, _method: str, event_dict: dict) -> dict:
+def mask_personal_data(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """structlog processor: no NIK, name, photo or chip image leaves the process unmasked."""
     return {key: _mask_value(key, value) for key, value in event_dict.items()}
 

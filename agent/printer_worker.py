@@ -20,7 +20,7 @@ from agent.chip.encoder_station import (DEFAULT_CARD_BUDGET_S, StationTimeouts, 
 from agent.chip.profile import ChipError, ChipExpectation, ChipFailure, ChipProfile
 from agent.config import PrinterConfig
 from agent.crashpoints import CrashPoint, reached
-from agent.job import parse_job
+from agent.job import DEFAULT_LIMITS, JobLimits, JobRejected, parse_job
 from agent.journal import ClaimedJob, Journal, JournalError, JobState, utcnow
 from agent.recovery import recover
 from agent.render_ahead import RenderAhead
@@ -53,7 +53,7 @@ class WorkerState:
     firmware: str | None = None
     ribbon_left: int | None = None
     card_counter: int | None = None
-    capabilities: dict[str, bool] | None = None  # what the printer answers beyond the guide
+    capabilities: dict[str, object] | None = None  # what the printer answers beyond the guide
 
 
 class PrinterPaused(Exception):
@@ -84,8 +84,10 @@ JOURNAL_UNWRITABLE = "journal-unwritable"
 class PrinterWorker:
     def __init__(self, config: PrinterConfig, journal: Journal, profile: ChipProfile, *, depth: int,
                  card_wait_s: float, work: threading.Condition, language: str = "id",
-                 card_budget_s: float = DEFAULT_CARD_BUDGET_S, render_ahead: RenderAhead | None = None) -> None:
+                 card_budget_s: float = DEFAULT_CARD_BUDGET_S, render_ahead: RenderAhead | None = None,
+                 limits: JobLimits = DEFAULT_LIMITS) -> None:
         self.config = config
+        self.limits = limits  # the same limits intake judged the job by
         self.render_ahead = render_ahead
         self.name = config.name
         self.journal = journal
@@ -116,6 +118,7 @@ class PrinterWorker:
         self._refused: frozenset[Fault] = frozenset()
         self._refused_wait = REFUSED_RETRY_FIRST_S
         self._alerted: frozenset[Fault] | None = None
+        self._before_hang: tuple | None = None  # the view to go back to when a silent printer answers
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -139,6 +142,7 @@ class PrinterWorker:
                         self.work.wait(timeout=5.0)  # woken by resume and by new jobs
                     continue
                 with self.link_lock:
+                    assert self.printer is not None  # connected above
                     counter = self.printer.card_count()
                 claimed = self.journal.claim_next(self.name, card_counter=counter)
                 if claimed is None:
@@ -150,7 +154,12 @@ class PrinterWorker:
                 with self.work:
                     self.work.notify_all()  # intake tops up the prefetch
                 with self.link_lock:
-                    self._print(claimed)
+                    try:
+                        self._print(claimed)
+                    except (PrinterError, PrinterPaused, ReaderLost, JournalError):
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - one job the station cannot handle ends that job, not the thread
+                        self._poisoned(claimed, exc)
             except CommandRejected as exc:
                 # Refused outside a card (a stuck card's reject, recovery): wait for the condition
                 # to clear, then try again.
@@ -183,7 +192,7 @@ class PrinterWorker:
     def _connect(self) -> None:
         with self.link_lock:
             link = open_link(self.config.link, trace=self._trace)
-            printer = EvolisPrinter(link)
+            printer = EvolisPrinter(link, on_unresponsive=self._unresponsive, on_responsive=self._responsive)
             identity = printer.identity()
             capabilities = printer.detect_capabilities()
             log.info("printer-connected", printer=self.name, model=identity.model, serial=identity.serial,
@@ -192,6 +201,22 @@ class PrinterWorker:
             self.view.capabilities = capabilities.as_json()
             self.printer = printer
             self._recover()
+
+    def _unresponsive(self, command: str, waited: float) -> None:
+        """A reply is overdue (twice the step's time): the printer is `not-responding` until it
+        answers; if it never does within the step's timeout, the link is dropped and the card is
+        settled from the printer's evidence once it is back, as after a crash."""
+        self._before_hang = (self.view.state, self.view.reasons, self.view.job_id, self.view.faults)
+        fault = Fault.NOT_RESPONDING
+        self._set_view("stopped", (fault.ipp_reason,), job_id=self.view.job_id, faults=(fault.value,))
+        log.error("printer-not-responding", printer=self.name, command=command, waited_s=round(waited, 1),
+                  message=fault.message(self.language), remedy=fault.remedy(self.language))
+
+    def _responsive(self, command: str) -> None:
+        before, self._before_hang = self._before_hang, None
+        if before is not None:
+            self._set_view(before[0], before[1], job_id=before[2], faults=before[3])
+        log.info("printer-responding-again", printer=self.name, command=command)
 
     def _trace(self, direction: str, data: bytes) -> None:
         sink = self.trace_sink
@@ -328,7 +353,7 @@ class PrinterWorker:
         assert self.printer is not None
         printer = self.printer
         clock = StageClock()
-        job = parse_job(claimed.payload)
+        job = parse_job(claimed.payload, self.limits)
         if not self._refused:
             self._set_view("processing", job_id=job.job_id)
         started = time.monotonic()
@@ -407,6 +432,21 @@ class PrinterWorker:
         self.view.printed += 1
         log.info("card-printed", printer=self.name, job_id=job.job_id, attempt=claimed.attempt,
                  seconds=round(time.monotonic() - started, 2), stages_ms=clock.as_ms())
+
+    def _poisoned(self, claimed: ClaimedJob, exc: Exception) -> None:
+        """A job whose handling raised what nobody expected: it ends `failed`, reported upstream
+        with the reason; its card, if one was fed, goes to the reject box and is counted."""
+        reason = (f"{exc.reason.value}: {exc.message}" if isinstance(exc, JobRejected)
+                  else f"station-error: {type(exc).__name__}")
+        log.error("job-failed-unhandled", printer=self.name, job_id=claimed.job_id, reason=reason,
+                  remedy="the job is reported failed upstream; send a support bundle to the technician")
+        state = self.journal.job_state(claimed.job_id)
+        if state in (JobState.ENCODING, JobState.PRINTING, JobState.EJECTING, JobState.REJECTING):
+            if self.printer is not None and self.printer.card_present():
+                self._reject(claimed.job_id, claimed.attempt, "station-error")
+            self.journal.fail(claimed.job_id, reason)
+        elif state is JobState.FEEDING:
+            self.journal.give_up(claimed.job_id, claimed.attempt, reason)
 
     def _encode_and_verify(self, job, claimed: ClaimedJob) -> tuple[str, list[dict]] | None:
         """Write the chip and prove it holds exactly this job's data. None when good, else (reason, checks).

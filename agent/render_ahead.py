@@ -12,13 +12,14 @@ from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from agent.card_render import CardPanels, render_card
-from agent.job import Job, parse_job
+from agent.job import DEFAULT_LIMITS, Job, JobLimits, parse_job
 from agent.journal import Journal
 
 
 class RenderAhead:
-    def __init__(self, journal: Journal, *, depth: int, lookahead: int) -> None:
+    def __init__(self, journal: Journal, *, depth: int, lookahead: int, limits: JobLimits = DEFAULT_LIMITS) -> None:
         self.journal = journal
+        self.limits = limits
         self.depth = depth
         self.lookahead = max(1, lookahead)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render-ahead")
@@ -62,5 +63,5 @@ class RenderAhead:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _render(self, payload: dict) -> CardPanels:
-        job = parse_job(payload)
+        job = parse_job(payload, self.limits)
         return render_card(job.front_png, job.back_png, depth=self.depth)

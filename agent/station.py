@@ -16,13 +16,14 @@ from agent.control_socket import ControlPanel
 from agent.forecast import schedule_for
 from agent.intake import Intake, prefetch_for
 from agent.job_signature import AuthorityKeys
-from agent.journal import Journal, JournalError, utcnow
+from agent.journal import Journal, JournalError, stamp, utcnow
 from agent.metrics import MetricsEndpoint, read_station
 from agent.outbox_sender import OutboxSender
 from agent.printer_worker import PrinterWorker
 from agent.render_ahead import RenderAhead
 from agent.sd_notify import Notifier
 from agent.stock_forecast import calendar_for, stock_picture
+from agent.supervisor import EXIT_THREAD_FAILED, Supervised
 from agent.telemetry import PrinterReading, TelemetryReporter
 from agent.upstream_client import UpstreamClient
 
@@ -53,11 +54,12 @@ class Station:
                              renew_margin_s=config.upstream.renew_margin_s, limits=config.limits,
                              retry_max_s=config.upstream.retry_max_s)
         self.outbox = OutboxSender(self.journal, self.client, max_backoff_s=config.upstream.retry_max_s)
-        self.render_ahead = RenderAhead(self.journal, depth=config.panel_depth, lookahead=len(config.printers))
+        self.render_ahead = RenderAhead(self.journal, depth=config.panel_depth, lookahead=len(config.printers),
+                                        limits=config.limits)
         self.workers = [
             PrinterWorker(p, self.journal, self.profile, depth=config.panel_depth, card_wait_s=config.chip.card_wait_s,
                           work=self.work, language=config.language, card_budget_s=config.chip.card_budget_s,
-                          render_ahead=self.render_ahead)
+                          render_ahead=self.render_ahead, limits=config.limits)
             for p in config.printers
         ]
         # One notion of print hours: the windows that hold jobs are the hours every forecast spends stock in.
@@ -88,17 +90,23 @@ class Station:
         tick = min(1.0, notifier.watchdog_interval_s or 1.0)
         next_purge = time.monotonic() + PURGE_EVERY_S  # the first purge a day after start
         while not self.stop.wait(tick):
-            dead = [t.name for t in threads if not t.is_alive()]
-            if dead:
-                log.error("station-thread-died", threads=dead)
+            failed = [t.name for t in threads if t.gave_up]
+            if failed:
+                log.error("station-thread-died", threads=failed)
+                notifier.status(f"stopped: the {', '.join(failed)} loop kept failing; see the log, call the technician")
                 self.stop.set()
-                return 1
+                self._shut_down(threads, notifier)
+                return EXIT_THREAD_FAILED
             if time.monotonic() >= next_purge:
                 self._purge_history()
                 next_purge = time.monotonic() + PURGE_EVERY_S
             # The watchdog is fed only while every loop is alive: a wedged station gets restarted.
             notifier.watchdog()
             notifier.status(self.summary())
+        self._shut_down(threads, notifier)
+        return 0
+
+    def _shut_down(self, threads: list[Supervised], notifier: Notifier) -> None:
         notifier.stopping()
         with self.work:
             self.work.notify_all()
@@ -112,7 +120,6 @@ class Station:
         self.client.close()
         self.journal.close()
         log.info("station-stopped")
-        return 0
 
     def printer_readings(self) -> list[PrinterReading]:
         """Each printer as its worker last saw it, for telemetry."""
@@ -137,14 +144,17 @@ class Station:
                 f"{self.journal.outbox_backlog()} reports to send; upstream {'online' if self.intake.online else 'offline'}"
                 f"{self.control.summary()}")
 
-    def _thread(self, name: str, target: Callable[[threading.Event], None]) -> threading.Thread:
-        def body() -> None:
-            try:
-                target(self.stop)
-            except Exception:
-                log.exception("thread-crashed", thread=name)
-                raise
+    def _thread(self, name: str, target: Callable[[threading.Event], None]) -> Supervised:
+        loop = Supervised(name, target, self.stop, on_crash=self._thread_crashed)
+        loop.start()
+        return loop
 
-        thread = threading.Thread(target=body, name=name, daemon=True)
-        thread.start()
-        return thread
+    def _thread_crashed(self, name: str, exc: BaseException, crashes: int) -> None:
+        """A loop died: the operator and the centre hear of it (the supervisor restarts it)."""
+        try:
+            self.journal.queue_report("alert", {"at": stamp(utcnow()), "alerts": [{
+                "kind": "station-thread-crashed", "severity": "error", "message":
+                    f"the station's {name} loop failed ({type(exc).__name__}) and was restarted ({crashes} time(s))"}]},
+                key=f"thread-crashed:{name}:{stamp(utcnow())}")
+        except JournalError:
+            pass  # the crash is in the log; the journal may be what failed

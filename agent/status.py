@@ -7,7 +7,7 @@ read-only, when the daemon is down: the same shape either way, with `source` say
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from agent.config import StockConfig
 from agent.journal import Journal, JobState, stamp

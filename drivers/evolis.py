@@ -12,6 +12,7 @@ the ACK/NACK protocol (guide section 5) is understood as well as one answering i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -105,7 +106,8 @@ NACK_FAULTS: dict[str, Fault] = {
 # blanks). Field code reads "0,2x Volts" / "0,00 Volts" against "4,9x Volts" / "5,00 Volts".
 SENSOR_ON_VOLTS = 2.5
 
-IDENTITY_READINGS = 6  # at connect: read the identity until two readings agree, at most this often
+IDENTITY_READINGS = 6
+MIN_PATIENCE_S = 10.0  # the least a step may take before the printer counts as not responding  # at connect: read the identity until two readings agree, at most this often
 
 RIBBONS = ("ymcko", "ymckos", "ymckok", "ko", "kb", "kw", "kr", "kbl", "kgr", "kgo", "ksi", "ksc",
            "h", "ho", "ktc", "ktp", "ka")
@@ -224,6 +226,13 @@ class Timeouts:
     finish: float = 90.0  # Se / Ser: print the last panel, then eject
     maintenance: float = 180.0  # cleaning, reset, test card
 
+    def patience(self, timeout: float, transfer_s: float) -> float:
+        """How long a reply may take before the printer counts as not responding: twice what the
+        step should take (its mechanics at speed 1, and its bytes on the link), at least
+        MIN_PATIENCE_S. The step's own timeout still bounds the wait."""
+        expected = {self.query: 0.5, self.move: 4.0, self.panel: 5.0, self.finish: 3.0, self.maintenance: 60.0}
+        return min(timeout, max(MIN_PATIENCE_S, 2 * (expected.get(timeout, timeout / 4) + transfer_s)))
+
 
 class EvolisPrinter:
     """An Evolis-language card printer on `link`.
@@ -233,8 +242,13 @@ class EvolisPrinter:
     PrinterError with `.fault`.
     """
 
-    def __init__(self, link: Link, *, timeouts: Timeouts = Timeouts(), compress_mono: bool = True) -> None:
+    def __init__(self, link: Link, *, timeouts: Timeouts = Timeouts(), compress_mono: bool = True,
+                 on_unresponsive: Callable[[str, float], None] | None = None,
+                 on_responsive: Callable[[str], None] | None = None) -> None:
         self._link = link
+        # Told when a reply is overdue (the command, seconds waited) and when it comes after all.
+        self.on_unresponsive = on_unresponsive
+        self.on_responsive = on_responsive
         self._timeouts = timeouts
         # A printer whose firmware lacks `Dbc` takes every panel raw.
         self._compress_mono = compress_mono
@@ -465,8 +479,20 @@ class EvolisPrinter:
 
     def _command(self, command: str, *, timeout: float, frame: bytes | None = None) -> str:
         self._link.reset_input()
-        self._link.send(frame if frame is not None else ESC + command.encode("ascii") + CR)
-        reply = self._link.read_reply(timeout)
+        data = frame if frame is not None else ESC + command.encode("ascii") + CR
+        self._link.send(data)
+        overdue = False
+
+        def told(waited: float) -> None:
+            nonlocal overdue
+            overdue = True
+            if self.on_unresponsive is not None:
+                self.on_unresponsive(command, waited)
+
+        reply = self._link.read_reply(timeout, patience=self._timeouts.patience(timeout, self._link.transfer_seconds(len(data))),
+                                      on_overdue=told)
+        if overdue and self.on_responsive is not None:
+            self.on_responsive(command)
         if reply.startswith(NACK):
             self._ack_seen = True
             code = reply[1:]

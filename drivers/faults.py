@@ -28,6 +28,7 @@ class Fault(Enum):
     HEAD_HOT = "head_hot"
     CLEANING_REQUIRED = "cleaning_required"
     LINK_LOST = "link_lost"
+    NOT_RESPONDING = "not_responding"
 
     def message(self, lang: str) -> str:
         """What is wrong, in `lang` ("id" or "en"). Raises ValueError for another language."""
@@ -73,6 +74,8 @@ _IPP_REASONS: dict[Fault, str] = {
     Fault.CLEANING_REQUIRED: "other-error",
     # CUPS backends report an unreachable device as offline.
     Fault.LINK_LOST: "offline-report",
+    # IPP's timed-out: the printer took a command and has not answered within twice its time.
+    Fault.NOT_RESPONDING: "timed-out-error",
 }
 
 _TEXTS: dict[Fault, dict[str, _Text]] = {
@@ -204,6 +207,18 @@ _TEXTS: dict[Fault, dict[str, _Text]] = {
             "The computer cannot reach the printer.",
             "Check that the printer is switched on and that its USB or serial cable "
             "is firmly plugged in at both ends.",
+        ),
+    },
+    Fault.NOT_RESPONDING: {
+        "id": _Text(
+            "Printer tidak menjawab lagi di tengah pencetakan kartu.",
+            "Tunggu sebentar; jika layar printer menunjukkan kesalahan atau tidak berubah selama dua menit, "
+            "matikan printer, tunggu sepuluh detik, lalu nyalakan lagi. Kartu yang sedang dicetak diperiksa sendiri.",
+        ),
+        "en": _Text(
+            "The printer stopped answering in the middle of a card.",
+            "Wait a moment; if the printer's display shows an error or stays unchanged for two minutes, switch it "
+            "off, wait ten seconds and switch it on. The card in progress is checked by the station itself.",
         ),
     },
 }

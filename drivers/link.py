@@ -72,24 +72,37 @@ class Link(ABC):
     def close(self) -> None:
         """Release the device. Closing twice is harmless."""
 
-    def read_reply(self, timeout: float) -> str:
+    def transfer_seconds(self, size: int) -> float:
+        """How long `size` bytes take on this link at its nominal rate (serial: 10 bits a byte)."""
+        return 0.0
+
+    def read_reply(self, timeout: float, *, patience: float | None = None,
+                   on_overdue: Callable[[float], None] | None = None) -> str:
         """Read one reply (without its terminator) within `timeout` seconds.
 
+        With `patience`, `on_overdue(seconds waited)` is called once when no reply has come after
+        that long (the printer may have stopped answering); the wait goes on to `timeout`.
         NUL padding before a reply is skipped; the reply ends at the first CR or NUL; bytes
         after it stay for the next call. In the ACK/NACK protocol a reply ends at ACK, which is
         kept as its last character, or is NACK and its code. Raises ReplyTimeout when no complete reply comes in
         time, ProtocolError when the reply is not printable ASCII or runs past MAX_REPLY
         bytes, LinkError when the link fails.
         """
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + timeout
+        overdue_at = started + patience if patience is not None and on_overdue is not None else None
         while True:
             reply = self._take_reply()
             if reply is not None:
                 return reply
-            left = deadline - time.monotonic()
+            now = time.monotonic()
+            left = deadline - now
             if left <= 0:
                 raise ReplyTimeout(self.device, timeout)
-            chunk = self._read_some(left)
+            if overdue_at is not None and now >= overdue_at:
+                overdue_at = None
+                on_overdue(now - started)  # type: ignore[misc]  # checked above
+            chunk = self._read_some(min(left, overdue_at - now) if overdue_at is not None else left)
             if chunk and self._trace is not None:
                 self._trace("rx", chunk)
             self._pending += chunk
@@ -135,6 +148,9 @@ class Link(ABC):
 
 class SerialLink(Link):
     """A printer on a serial port (or a pty standing in for one), through pyserial."""
+
+    def transfer_seconds(self, size: int) -> float:
+        return size * 10 / self._baud
 
     def __init__(self, device: str, baud: int, *, trace: Trace | None = None) -> None:
         super().__init__(device, trace)

@@ -48,10 +48,16 @@ class UsbAddress:
         return f"usb://{ids}" + (f"?serial={self.serial}" if self.serial else "")
 
 
+USB_FULL_SPEED_BYTES_PER_S = 1_000_000  # effective bulk rate of a full-speed printer (an assumption)
+
+
 class UsbLink(Link):
     """An open USB printer. Raises LinkError from the constructor when it is not found, not
     accessible, or held by another program, and from every call once it is unplugged.
     """
+
+    def transfer_seconds(self, size: int) -> float:
+        return size / USB_FULL_SPEED_BYTES_PER_S
 
     def __init__(self, address: UsbAddress, *, trace: Trace | None = None) -> None:
         super().__init__(str(address), trace)

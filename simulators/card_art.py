@@ -64,7 +64,7 @@ class CardHolder:
 
 
 @lru_cache(maxsize=16)
-def _font(size: int) -> ImageFont.FreeTypeFont:
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
@@ -181,7 +181,7 @@ def render_front(holder: CardHolder) -> bytes:
         draw.text((250, y), f": {value}", font=value_font, fill=INK)
         y += 36
 
-    face = draw_face(holder).resize((PHOTO_BOX[2] - PHOTO_BOX[0], PHOTO_BOX[3] - PHOTO_BOX[1]), Image.BILINEAR)
+    face = draw_face(holder).resize((PHOTO_BOX[2] - PHOTO_BOX[0], PHOTO_BOX[3] - PHOTO_BOX[1]), Image.Resampling.BILINEAR)
     image.paste(face, PHOTO_BOX[:2])
     photo_cx = (PHOTO_BOX[0] + PHOTO_BOX[2]) // 2
     draw.text((photo_cx, 412), holder.regency, font=_font(20), fill=INK, anchor="ma")

@@ -39,8 +39,11 @@ class PanelLike(Protocol):
     @property
     def panel(self) -> object: ...  # an Enum whose value is "y", "m", "c", "k" or "o"
 
-    depth: int
-    data: bytes
+    @property
+    def depth(self) -> int: ...
+
+    @property
+    def data(self) -> bytes: ...
 
 
 def unpack_levels(data: bytes, depth: int) -> np.ndarray:

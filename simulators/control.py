@@ -54,6 +54,7 @@ class ActionName(Enum):
     COMMAND_ERROR = "command-error"
     CHIP_FAULT = "chip-fault"
     EMPTY_BINS = "empty-bins"
+    HANG = "hang"
     STATUS = "status"
 
 
@@ -73,6 +74,7 @@ _FIELDS: dict[ActionName, tuple[frozenset[str], frozenset[str]]] = {
     ActionName.COMMAND_ERROR: (frozenset({"command"}), frozenset({"count"})),
     ActionName.CHIP_FAULT: (frozenset({"fault"}), frozenset({"cards"})),
     ActionName.EMPTY_BINS: (frozenset(), frozenset()),
+    ActionName.HANG: (frozenset({"for_s"}), frozenset()),
     ActionName.STATUS: (frozenset(), frozenset()),
 }
 
@@ -197,6 +199,8 @@ def apply_action(target: PrinterTarget, action: Action) -> Any:
             target.chips.arm(_given(action.fault), action.cards if action.cards is not None else 1)
         elif n is ActionName.EMPTY_BINS:
             p.empty_bins()
+        elif n is ActionName.HANG:
+            p.hang(_given(action.for_s))
     except SupplyRefused as e:
         raise ControlError(str(e)) from None
     return None

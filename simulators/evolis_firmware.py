@@ -1131,7 +1131,7 @@ class Firmware:
 
         font = ImageFont.load_default(size=max(1, height))
         left, top, right, bottom = font.getbbox(text)
-        image = Image.new("1", (max(1, right - left), max(1, bottom - top)), 0)
+        image = Image.new("1", (max(1, int(right - left)), max(1, int(bottom - top))), 0)
         ImageDraw.Draw(image).text((-left, -top), text, fill=1, font=font)
         ink = np.asarray(image, dtype=bool)
         return np.rot90(ink, -int(self._settings.get("write_rotation")) // 90)

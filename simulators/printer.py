@@ -251,6 +251,19 @@ class CardLeft:
     magnetic: tuple[tuple[str, str], ...] = ()
 
 
+def departure_line(card: CardLeft) -> dict[str, Any]:
+    """A departing card as its card-log line (cards.jsonl), without the picture's name."""
+    return {
+        "at": card.at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "printer": card.printer,
+        "bin": card.bin.value,
+        "blank_serial": card.blank_serial,
+        "document_number": card.document_number,
+        "panels": list(card.panels),
+        **({"magnetic": dict(card.magnetic)} if card.magnetic else {}),
+    }
+
+
 @dataclass(frozen=True)
 class Counters:
     cards_inserted: int
@@ -286,6 +299,7 @@ class PrinterState:
     sequence_open: bool = False
     side: Side = Side.FRONT
     card: CardInside | None = None
+    pending_line: dict[str, Any] | None = None  # the card-log line of the last card that left (see _card_left)
     cleanings: int = 0  # cleaning cycles run (`Rco;n`)
     cards_since_cleaning: int = 0
     settings: Settings = field(default_factory=Settings)
@@ -321,6 +335,7 @@ class PrinterState:
             "sequence_open": self.sequence_open,
             "side": self.side.value,
             "card": card,
+            "pending_line": self.pending_line,
             "cleanings": self.cleanings,
             "cards_since_cleaning": self.cards_since_cleaning,
             "settings": self.settings.to_json(),
@@ -357,6 +372,7 @@ class PrinterState:
             sequence_open=bool(d["sequence_open"]),
             side=Side(d["side"]),
             card=card,
+            pending_line=d.get("pending_line"),
             cleanings=int(d.get("cleanings", 0)),
             cards_since_cleaning=int(d.get("cards_since_cleaning", 0)),
             settings=Settings.from_json(d.get("settings")),
@@ -470,6 +486,7 @@ class Printer:
         self._link_mark = 0.0        # link seconds when the last panel (or side) was taken
         # The five bitmaps of the guide's "General Working": volatile, as a real printer's are.
         self._bitmaps: dict[Panel, tuple[int, bytes]] = {}
+        self._hang_until = 0.0
 
     @property
     def settings(self) -> Settings:
@@ -540,8 +557,17 @@ class Printer:
             raise item.error
         return item.result
 
+    def hang(self, for_s: float) -> None:
+        """The printer stops answering and moving for `for_s` real seconds, as if frozen
+        (a firmware hang; `kill -STOP` of the simulator): from the next moment its thread looks at
+        nothing, the host's bytes wait unread, a movement under way stands still."""
+        self._hang_until = time.monotonic() + for_s
+        log.warning("%s: hangs for %g s", self.name, for_s)
+
     def run_pending(self) -> None:
         """Run the actions other threads handed in, and end timed faults that are due (printer's thread)."""
+        while time.monotonic() < self._hang_until and not self._stop.is_set():
+            self._stop.wait(min(0.05, self._hang_until - time.monotonic()))
         now = self._clock()
         for fault, ends in list(self._fault_ends.items()):
             if now >= ends:
@@ -1075,19 +1101,23 @@ class Printer:
         s.sequence_open = False
         s.side = Side.FRONT
         timing, self._timing = self._timing, None
-        self._on_card_left(
-            CardLeft(
-                at=datetime.now(timezone.utc),
-                printer=self.name,
-                bin=bin_,
-                blank_serial=card.blank_serial,
-                document_number=card.chip.document_number(),
-                panels=tuple(card.panels),
-                images=tuple(card.images),
-                timing=timing,
-            )
+        left = CardLeft(
+            at=datetime.now(timezone.utc),
+            printer=self.name,
+            bin=bin_,
+            blank_serial=card.blank_serial,
+            document_number=card.chip.document_number(),
+            panels=tuple(card.panels),
+            images=tuple(card.images),
+            timing=timing,
+            magnetic=tuple(sorted(card.magnetic.items())),
         )
+        # One atomic step: the state, with the card gone and its card-log line in it, is the
+        # commit; the line is appended after, and a start after a power cut in between appends
+        # it then (simulate.replay_departures), so the log never shows a card twice nor loses one.
+        s.pending_line = departure_line(left)
         self._save()
+        self._on_card_left(left)
         log.info("%s: %s left to the %s (%d panels)", self.name, card.blank_serial, bin_.value, len(card.panels))
 
     def _present_chip(self, card: CardInside) -> None:

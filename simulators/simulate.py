@@ -32,7 +32,7 @@ from simulators.control import ControlError, ControlServer, PrinterTarget, apply
 from simulators.evolis_server import ByteLink, EvolisServer, LineFaults, serve
 from simulators.fault_schedule import ScheduleError, by_printer, load_schedule
 from simulators.printer import (Capacities, CardLeft, DutyCycle, Equipment, Identity, Printer, PrinterState,
-                                Timings)
+                                Timings, departure_line)
 from simulators.link_bandwidth import DEFAULT_BAUD, Bandwidth, LinkClock, PacedLink, UsbSpeed
 from simulators.pty_port import StablePort
 from simulators.usb_port import VIRTUAL_PRODUCT_ID, VIRTUAL_VENDOR_ID, UsbIdentity, UsbPort, relay_socket_path
@@ -151,17 +151,24 @@ class CardLog:
                 self._pictures.submit(self._path.parent / png, card.images)
             self._write(card, png)
 
+    def replay(self, line: dict[str, Any]) -> bool:
+        """Append the line of a card whose departure the printer's state recorded but the log
+        missed (a power cut between the two); False when the log has it already."""
+        with self._lock:
+            if self._path.exists():
+                for text in open(self._path, "rb"):
+                    seen = json.loads(text)
+                    if seen.get("blank_serial") == line["blank_serial"] and seen.get("printer") == line["printer"]:
+                        return False
+            self._lines += 1
+            self._append({**line, "png": None})
+            return True
+
     def _write(self, card: CardLeft, png: str | None) -> None:
-        line = {
-            "at": card.at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "printer": card.printer,
-            "bin": card.bin.value,
-            "blank_serial": card.blank_serial,
-            "document_number": card.document_number,
-            "panels": list(card.panels),
-            "png": png,
-            **(card.timing.as_json() if card.timing is not None else {}),
-        }
+        line = {**departure_line(card), "png": png, **(card.timing.as_json() if card.timing is not None else {})}
+        self._append(line)
+
+    def _append(self, line: dict[str, Any]) -> None:
         data = (json.dumps(line, separators=(",", ":")) + "\n").encode("utf-8")
         fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
@@ -359,6 +366,10 @@ def run(args: argparse.Namespace) -> int:
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     pictures = CardPictures()
     card_log = CardLog(state_dir / "cards.jsonl", pictures)
+    for state in loaded:
+        if state.pending_line is not None and card_log.replay(state.pending_line):
+            log.warning("%s: the card log missed %s (power cut as it left); appended from the printer's state",
+                        state.pending_line["printer"], state.pending_line["blank_serial"])
     running: list[_Running] = []
     targets: dict[str, PrinterTarget] = {}
     control: ControlServer | None = None
@@ -383,7 +394,7 @@ def run(args: argparse.Namespace) -> int:
                 capacities=capacities,
                 duty_cycle=duty,
                 on_card_fed=_scheduled(plan.name, schedule.get(plan.name, {}), targets),
-                link_seconds=lambda sc=serial_clock, uc=usb_clock: sc.seconds_charged + (uc.seconds_charged if uc else 0.0),
+                link_seconds=_link_seconds(serial_clock, usb_clock),
                 equipment=equipment,
             )
             state_file.save(state)
@@ -455,6 +466,11 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
     log.info("stopped")
     return 1 if failed.is_set() else exit_code
+
+
+def _link_seconds(serial: LinkClock, usb: LinkClock | None) -> Callable[[], float]:
+    """The seconds both cables of one printer have carried, for its own time accounting."""
+    return lambda: serial.seconds_charged + (usb.seconds_charged if usb else 0.0)
 
 
 def _scheduled(name: str, plan: dict[int, list[Any]], targets: dict[str, PrinterTarget]) -> Callable[[int], None]:

@@ -39,6 +39,7 @@ import structlog
 from simulators.authority import DEFAULT_KID, Authority
 from simulators.job_factory import DEFAULT_VALIDITY, JobFactory
 from simulators.pki import TestPki
+from simulators.upstream_contract import problem
 
 log = structlog.get_logger(__name__)
 
@@ -201,9 +202,9 @@ class IssuanceDesk:
             for job_id in granted:
                 self._leases[job_id] = _Lease(station, expires_at)
             for raw in injected:
-                job_id = raw.get("job_id") if isinstance(raw, dict) else None
-                if isinstance(job_id, str) and job_id not in self._factory and job_id not in self._outcomes:
-                    self._leases[job_id] = _Lease(station, expires_at)
+                injected_id = raw.get("job_id") if isinstance(raw, dict) else None
+                if isinstance(injected_id, str) and injected_id not in self._factory and injected_id not in self._outcomes:
+                    self._leases[injected_id] = _Lease(station, expires_at)
         if granted or injected:
             log.info("jobs leased", station=station, count=len(granted) + len(injected))
         # Built outside the lock: a body takes tens of milliseconds and other stations may be waiting.
@@ -223,7 +224,7 @@ class IssuanceDesk:
         )
 
     def _free_jobs(self, now: float, limit: int) -> list[str]:
-        free = []
+        free: list[str] = []
         for spec in self._factory.specs:
             if len(free) >= limit:
                 break
@@ -424,45 +425,9 @@ def _number(body: dict[str, Any], key: str, default: float, low: float, high: fl
     return value
 
 
-def _check_outcome(body: dict[str, Any]) -> None:
-    _text(body, "station", "outcome", max_len=64)
-    if body.get("status") not in OUTCOME_STATUSES:
-        raise ApiError(
-            HTTPStatus.BAD_REQUEST, "bad-request", f"outcome.status must be one of {', '.join(sorted(OUTCOME_STATUSES))}"
-        )
-    attempts = body.get("attempts", [])
-    if not isinstance(attempts, list):
-        raise ApiError(HTTPStatus.BAD_REQUEST, "bad-request", "outcome.attempts must be a list")
-    for n, attempt in enumerate(attempts):
-        attempt = _object(attempt, f"outcome.attempts[{n}]")
-        if attempt.get("result") not in ATTEMPT_RESULTS:
-            raise ApiError(
-                HTTPStatus.BAD_REQUEST, "bad-request", f"outcome.attempts[{n}].result must be 'printed', 'spoiled' or 'interrupted'"
-            )
-        _optional_text(attempt, "blank_serial", f"outcome.attempts[{n}]", max_len=64)
-        _optional_text(attempt, "reason", f"outcome.attempts[{n}]")
-        if not isinstance(attempt.get("checks", []), list):
-            raise ApiError(HTTPStatus.BAD_REQUEST, "bad-request", f"outcome.attempts[{n}].checks must be a list")
-    _optional_text(body, "printed_at", "outcome", max_len=64)
-    _optional_text(body, "reason", "outcome", max_len=200)
-    _optional_text(body, "message", "outcome", max_len=1000)
-    if body["status"] == "rejected" and body.get("reason") is None:
-        raise ApiError(HTTPStatus.BAD_REQUEST, "bad-request", "a rejected outcome must say why (outcome.reason)")
-
-
-def _check_telemetry(body: dict[str, Any]) -> None:
-    _text(body, "at", "telemetry", max_len=64)
-    for key in ("printers", "alerts", "days"):
-        if not isinstance(body.get(key, []), list):
-            raise ApiError(HTTPStatus.BAD_REQUEST, "bad-request", f"telemetry.{key} must be a list")
-    for n, printer in enumerate(body.get("printers", [])):
-        printer = _object(printer, f"telemetry.printers[{n}]")
-        _text(printer, "name", f"telemetry.printers[{n}]", max_len=64)
-        if printer.get("state") not in ("idle", "processing", "stopped"):
-            raise ApiError(HTTPStatus.BAD_REQUEST, "bad-request",
-                           f"telemetry.printers[{n}].state must be idle, processing or stopped")
-    for n, alert in enumerate(body.get("alerts", [])):
-        _text(_object(alert, f"telemetry.alerts[{n}]"), "kind", f"telemetry.alerts[{n}]", max_len=64)
+def _optional_idempotency_key(headers: Any) -> None:
+    if "Idempotency-Key" in headers:
+        _idempotency_key(headers)
 
 
 def _idempotency_key(headers: Any) -> str:
@@ -560,18 +525,16 @@ class _Handler(BaseHTTPRequestHandler):
     def do_PUT(self) -> None:
         self._dispatch("PUT")
 
-    # Methods the contract does not use: answered 405 (or 404) with the contract's error body.
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
-
-    def do_OPTIONS(self) -> None:
-        self._dispatch("OPTIONS")
+    def __getattr__(self, name: str) -> Any:
+        # Any other method (DELETE, PATCH, TRACE, OPTIONS, ...): 405 on a known path, 404
+        # elsewhere, with the contract's error body, never the base class's 501 page.
+        if name.startswith("do_") and name[3:].isalpha() and name[3:].isupper():
+            return lambda: self._dispatch(name[3:])
+        raise AttributeError(name)
 
     def _dispatch(self, method: str) -> None:
         self._body_read = False
+        self._allow: str | None = None
         try:
             path = self.path.split("?", 1)[0]
             if not path.startswith(_SIM_PREFIX) and self._misbehave():
@@ -596,6 +559,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if route_method == method:
                     return getattr(self, name), match.groupdict()
         if path_known:
+            self._allow = ", ".join(m for m, pattern, _ in _ROUTES if pattern.fullmatch(path))
             raise ApiError(HTTPStatus.METHOD_NOT_ALLOWED, "method-not-allowed", f"{method} is not allowed on {path}")
         raise ApiError(HTTPStatus.NOT_FOUND, "not-found", f"no such endpoint: {path[:100]}")
 
@@ -618,7 +582,8 @@ class _Handler(BaseHTTPRequestHandler):
         """A station proves who it is by its TLS client certificate (when the server asks for one) or its token."""
         certificate = self.connection.getpeercert() if isinstance(self.connection, ssl.SSLSocket) else None
         if certificate:
-            names = [value for rdn in certificate.get("subject", ()) for key, value in rdn if key == "commonName"]
+            subject: Any = certificate.get("subject", ())  # ((("commonName", "st-1"),), ...)
+            names = [value for rdn in subject for key, value in rdn if key == "commonName"]
             if station is not None and station not in names:
                 raise ApiError(HTTPStatus.FORBIDDEN, "forbidden", f"this client certificate is not for station {station}")
             return
@@ -626,6 +591,14 @@ class _Handler(BaseHTTPRequestHandler):
         given = self.headers.get("Authorization", "").encode()
         if not secrets.compare_digest(given, expected):
             raise ApiError(HTTPStatus.UNAUTHORIZED, "unauthorized", "a valid 'Authorization: Bearer <token>' header is required")
+
+    def _contract_body(self, schema_name: str) -> dict[str, Any]:
+        """The JSON body, refused (400) unless the contract's schema `schema_name` allows it."""
+        body = self._json_body()
+        wrong = problem(body, schema_name, schema_name.lower())
+        if wrong is not None:
+            raise ApiError(HTTPStatus.BAD_REQUEST, "bad-request", wrong)
+        return body
 
     def _json_body(self, limit: int = MAX_BODY_BYTES) -> dict[str, Any]:
         length_header = self.headers.get("Content-Length")
@@ -647,12 +620,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _reply(self, status: HTTPStatus, body: Any) -> None:
         data = json.dumps(body, ensure_ascii=False).encode("utf-8")
-        if self.command in ("POST", "PUT") and not self._body_read:
+        if not self._body_read and (self.command in ("POST", "PUT") or self.headers.get("Content-Length", "0") != "0"):
             # The request body is still on the wire: the connection cannot carry another request.
             self.close_connection = True
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        allow = getattr(self, "_allow", None)
+        if status == HTTPStatus.METHOD_NOT_ALLOWED and allow:
+            self.send_header("Allow", allow)
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
@@ -661,36 +637,33 @@ class _Handler(BaseHTTPRequestHandler):
     # endpoints
 
     def _lease(self, params: dict[str, str]) -> tuple[HTTPStatus, Any]:
-        body = self._json_body()
-        max_jobs = body.get("max", 10)
-        if isinstance(max_jobs, bool) or not isinstance(max_jobs, int) or not 1 <= max_jobs <= MAX_JOBS_PER_LEASE:
-            raise ApiError(HTTPStatus.BAD_REQUEST, "bad-request", f"max must be an integer from 1 to {MAX_JOBS_PER_LEASE}")
-        wait_s = _number(body, "wait_s", 0, 0, 3600)
+        body = self._contract_body("LeaseRequest")  # max 1..100, wait_s 0..3600, as the contract says
+        max_jobs = int(body.get("max", 10))
+        wait_s = float(body.get("wait_s", 0))
         return HTTPStatus.OK, self.server.desk.lease(params["station"], max_jobs, wait_s)
 
     def _held(self, params: dict[str, str]) -> tuple[HTTPStatus, Any]:
         return HTTPStatus.OK, self.server.desk.held(params["station"])
 
     def _renew(self, params: dict[str, str]) -> tuple[HTTPStatus, Any]:
-        job_ids = _job_ids(self._json_body())
+        job_ids = _job_ids(self._contract_body("JobIds"))
         return HTTPStatus.OK, self.server.desk.renew(params["station"], job_ids)
 
     def _release(self, params: dict[str, str]) -> tuple[HTTPStatus, Any]:
-        body = self._json_body()
+        body = self._contract_body("ReleaseRequest")
+        _optional_idempotency_key(self.headers)
         job_ids = _job_ids(body)
         reason = _text(body, "reason", "release")
         return HTTPStatus.OK, self.server.desk.release(params["station"], job_ids, reason)
 
     def _outcome(self, params: dict[str, str]) -> tuple[HTTPStatus, Any]:
-        body = self._json_body()
+        body = self._contract_body("Outcome")
         key = _idempotency_key(self.headers)
-        _check_outcome(body)
         return HTTPStatus.OK, self.server.desk.record_outcome(params["job_id"], key, body)
 
     def _telemetry(self, params: dict[str, str]) -> tuple[HTTPStatus, Any]:
-        body = self._json_body()
+        body = self._contract_body("Telemetry")
         key = _idempotency_key(self.headers)
-        _check_telemetry(body)
         return HTTPStatus.OK, self.server.desk.record_telemetry(params["station"], key, body)
 
     def _state(self, params: dict[str, str]) -> tuple[HTTPStatus, Any]:
@@ -747,6 +720,7 @@ class UpstreamServer:
         self._desk = IssuanceDesk(factory, state_dir / "outcomes.jsonl", self.config.lease_s, self.config.max_wait_s)
         self._httpd = _HttpServer((self.config.host, self.config.port), self._desk, self.token, self._tls_context())
         host, port = self._httpd.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else host
         self.url = f"{'https' if self.config.tls_cert else 'http'}://{host}:{port}"
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": SHUTDOWN_POLL_S}, name="upstream-sim", daemon=True

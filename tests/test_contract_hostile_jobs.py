@@ -45,6 +45,23 @@ def _png(width: int, height: int) -> str:
     return base64.b64encode(out.getvalue()).decode()
 
 
+LIMIT_IMAGE_KB, LIMIT_CHIP_KB = 6000, 64
+
+
+def _padded_png(b64: str, size: int) -> str:
+    """The same PNG grown to `size` bytes with a text chunk before its end (still a valid PNG)."""
+    import struct
+    import zlib
+
+    data = base64.b64decode(b64)
+    end = data.rindex(b"IEND") - 4
+    filler = size - len(data) - 12
+    chunk = b"tEXt" + b"pad\x00" + b"x" * (filler - 4)
+    padded = data[:end] + struct.pack(">I", len(chunk) - 4) + chunk + struct.pack(">I", zlib.crc32(chunk)) + data[end:]
+    assert len(padded) == size
+    return base64.b64encode(padded).decode()
+
+
 def hostile_jobs(upstream_dir: Path, tmp_path: Path) -> tuple[list, dict[str, str]]:
     """Raw jobs for the server to lease, and the reason the station must report for each job id."""
     authority = Authority.load_or_create(upstream_dir)
@@ -88,6 +105,24 @@ def hostile_jobs(upstream_dir: Path, tmp_path: Path) -> tuple[list, dict[str, st
     del missing["chip"]
     jobs.append(authority.sign_job(missing))
     expected["X-MISSING-CHIP"] = "malformed-job"
+    # Sizes at the configured limits ([limits] max_image_kb = 6000, above the 4,096 KB default,
+    # max_chip_file_kb = 64): over them refused at the door; at them (5 MB, the poison job that
+    # once crashed the printer thread) printed, the worker judging by the same limits.
+    big = factory.job("J-000008")
+    five_mb = {k: copy.deepcopy(v) for k, v in big.items() if k != "signature"}
+    five_mb["job_id"] = "X-FIVE-MB"
+    five_mb["card"]["front_png"] = _padded_png(five_mb["card"]["front_png"], 5 * 1024 * 1024)
+    jobs.append(authority.sign_job(five_mb))
+    for job_id, where, size in (("X-FRONT-OVER", "front_png", LIMIT_IMAGE_KB * 1024 + 1),
+                                ("X-BACK-OVER", "back_png", LIMIT_IMAGE_KB * 1024 + 1)):
+        over = body(job_id, factory.job("J-000001"), f"BAD{job_id[-4:]}")
+        over["card"][where] = _padded_png(over["card"][where], size)
+        jobs.append(authority.sign_job(over))
+        expected[job_id] = "job-too-large"
+    chip_over = body("X-CHIP-OVER", factory.job("J-000002"), "BAD000009")
+    chip_over["chip"]["files"]["EF.DG2"] = base64.b64encode(b"\x75" + bytes(LIMIT_CHIP_KB * 1024 + 1)).decode()
+    jobs.append(authority.sign_job(chip_over))
+    expected["X-CHIP-OVER"] = "job-too-large"
     # Garbage with no usable id: nothing to report it under, and nothing must break.
     jobs += ["not a job", None, 42, [1, 2], {"job_id": "../../v1/_sim/state"}, {"job_id": "\x00" * 3}]
     return jobs, expected
@@ -104,6 +139,7 @@ def write_config(root: Path, upstream: UpstreamServer, devices: dict) -> Path:
         "[upstream.authority_keys]", *[f'"{kid}" = "{path}"' for kid, path in info["authority_keys"].items()], "",
         "[chip]", 'profile = "icao9303"', f"trust_anchors = {json.dumps(info['trust_anchors'])}", "",
         "[stock]", "report_every_s = 1", "blanks_low = 9", "",
+        "[limits]", f"max_image_kb = {LIMIT_IMAGE_KB}", f"max_chip_file_kb = {LIMIT_CHIP_KB}", "",
         "[[printers]]", 'name = "p1"', f'link = "serial://{printer["serial"]}?baud=115200"',
         f'reader = "{printer["reader"]}"', "",
     ]))
@@ -162,7 +198,7 @@ def test_forged_expired_and_hostile_jobs_are_never_printed_and_upstream_hears_wh
         def outcomes() -> dict:
             return http.get("/v1/_sim/state").json()["outcomes"]
 
-        _wait_until(lambda: set(outcomes()) >= {"J-000001", "J-000002", *expected},
+        _wait_until(lambda: set(outcomes()) >= {"J-000001", "J-000002", "X-FIVE-MB", *expected},
                     "not every job had its outcome", procs, tmp_path)
         # A lease for a job already printed: a copy of J-000001, still validly signed.
         assert http.post("/v1/_sim/jobs", json={"jobs": [upstream._desk._factory.job("J-000001")]}).status_code == 200
@@ -175,7 +211,7 @@ def test_forged_expired_and_hostile_jobs_are_never_printed_and_upstream_hears_wh
             printers = view.get("last_report", {}).get("printers", [])
             return printers[0]["blanks"]["remaining"] if printers else None
 
-        _wait_until(lambda: blanks_reported() == 8, "telemetry did not show the two blanks used", procs, tmp_path)
+        _wait_until(lambda: blanks_reported() == 7, "telemetry did not show the three blanks used", procs, tmp_path)
         final = outcomes()
     finally:
         exit_codes = [_stop(p) for p in reversed(procs)]
@@ -184,20 +220,22 @@ def test_forged_expired_and_hostile_jobs_are_never_printed_and_upstream_hears_wh
     assert exit_codes[0] == 0, (tmp_path / "agent.log").read_text(errors="replace")[-3000:]
 
     assert final["J-000001"]["status"] == "printed" and final["J-000002"]["status"] == "printed"
+    assert final["X-FIVE-MB"]["status"] == "printed", final["X-FIVE-MB"]
     for job_id, reason in expected.items():
         assert final[job_id]["status"] == "rejected", job_id
         assert final[job_id]["reason"] == reason, (job_id, final[job_id])
     cards = [json.loads(line) for line in (tmp_path / "sim" / "cards.jsonl").read_text().splitlines()]
     printed = Counter(card["document_number"] for card in cards if card["bin"] == "output")
-    assert printed == Counter({"KTP000001": 1, "KTP000002": 1}), "only the approved jobs, each once"
+    assert printed == Counter({"KTP000001": 1, "KTP000002": 1, "KTP000008": 1}), "only the approved jobs, each once"
     assert not any(card["document_number"] and card["document_number"].startswith("BAD") for card in cards)
     report = subprocess.run([sys.executable, "-m", "agent", "upstream-sim", "report", "--state-dir",
                              str(tmp_path / "upstream"), "--json"], capture_output=True, text=True, timeout=60)
     assert report.returncode == 0, report.stderr
     view = json.loads(report.stdout)["stations"][STATION]
-    assert view["outcomes"] == {"printed": 2, "rejected": len(expected)}
+    assert view["outcomes"] == {"printed": 3, "rejected": len(expected)}
     assert view["rejections"]["malformed-job"] == 3 and view["rejections"]["bad-signature"] == 1
     assert view["printers"][0]["blanks"]["lots"][0]["lot"] == "LOT-HOSTILE"
     assert {"blanks-low"} <= {alert["kind"] for alert in view["alerts"]}
     log_text = (tmp_path / "agent.log").read_text(errors="replace")
     assert "Traceback" not in log_text and "\x1b[2J" not in log_text
+    assert log_text.count("station-ready") == 1, "no restart"

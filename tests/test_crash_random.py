@@ -36,7 +36,7 @@ def test_random_kills_over_a_batch_leave_no_duplicate_no_lost_result_and_a_balan
         outcomes = rig.outcomes()
     print(f"seed {seed}: {figures}")
     assert figures.clean, f"seed {seed}: {figures}"
-    # A job whose card was interrupted on every one of its attempts fails rather than eat blanks without end.
+    # The station's crashes are the station's: an interrupted card does not use up a citizen's
+    # attempts, so every job prints (a separate cap, far above these kills, ends a real loop).
     failed = [o for o in outcomes.values() if o["status"] != "printed"]
-    assert all(o["reason"] == "too-many-spoiled-cards" for o in failed), failed
-    assert figures.printed + len(failed) == CARDS
+    assert failed == [] and figures.printed == CARDS, failed

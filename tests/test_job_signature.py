@@ -133,6 +133,22 @@ def test_an_image_over_the_configured_limit_is_refused_before_decoding():
     assert caught.value.reason is JobRejection.OVERSIZED
 
 
+@pytest.mark.parametrize("extra, refused", [(0, False), (1, True), (2, True), (3, True)])
+def test_the_image_limit_holds_to_the_byte(extra, refused):
+    """At the limit printed, one byte over refused, whatever base64's padding makes of the length."""
+    limit = 1000
+    header = base64.b64decode(PNG)
+    data = header + bytes(limit - len(header) + extra)
+    job = unsigned_job()
+    job["card"]["front_png"] = base64.b64encode(data).decode()
+    if refused:
+        with pytest.raises(JobRejected) as caught:
+            parse_job(job, JobLimits(max_image_bytes=limit))
+        assert caught.value.reason is JobRejection.OVERSIZED
+    else:
+        assert len(parse_job(job, JobLimits(max_image_bytes=limit)).front_png) == limit
+
+
 def test_a_well_formed_job_parses_with_its_faces():
     job = parse_job(unsigned_job())
     assert job.front_png.startswith(b"\x89PNG") and job.subject.document_number == "KTP000001"

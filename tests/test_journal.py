@@ -233,3 +233,31 @@ def test_history_older_than_the_retention_is_forgotten_once_upstream_has_it(jour
     assert left == {"PENDING", "NEW"}, "only the old job whose outcome upstream has is forgotten"
     assert journal._db.execute("SELECT COUNT(*) FROM job_events WHERE job_id = 'OLD'").fetchone()[0] == 0
     assert journal._db.execute("SELECT COUNT(*) FROM ledger WHERE job_id = 'OLD'").fetchone()[0] == 1, "the ledger stays"
+
+
+def test_cards_lost_to_the_station_do_not_use_up_the_jobs_attempts(journal):
+    add(journal)
+    for _ in range(4):  # max_attempts is 2: four interruptions, a jam among them, and it goes on
+        c = journal.claim_next("p1", at=NOW)
+        journal.fed(c.job_id, c.attempt, "p1")
+        assert journal.spoiled(c.job_id, c.attempt, "interrupted" if c.attempt != 2 else "printer-fault:jam") \
+            is JobState.LEASED
+    c = journal.claim_next("p1", at=NOW)
+    journal.fed(c.job_id, c.attempt, "p1")
+    assert journal.spoiled(c.job_id, c.attempt, "chip-hash-mismatch") is JobState.LEASED
+    c = journal.claim_next("p1", at=NOW)
+    journal.fed(c.job_id, c.attempt, "p1")
+    assert journal.spoiled(c.job_id, c.attempt, "chip-mute") is JobState.FAILED, "two of the job's own: done"
+
+
+def test_a_loop_of_interruptions_ends_at_its_own_cap(journal):
+    from agent.journal import MAX_INTERRUPTIONS
+
+    add(journal)
+    states = []
+    for _ in range(MAX_INTERRUPTIONS):
+        c = journal.claim_next("p1", at=NOW)
+        journal.fed(c.job_id, c.attempt, "p1")
+        states.append(journal.spoiled(c.job_id, c.attempt, "interrupted"))
+    assert states[-1] is JobState.FAILED and all(s is JobState.LEASED for s in states[:-1])
+    assert journal.outbox_next().body["reason"] == "too-many-interruptions"

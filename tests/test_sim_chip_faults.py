@@ -11,7 +11,6 @@ import io
 import time
 from collections.abc import Iterator
 from datetime import date, datetime, timezone
-from pathlib import Path
 
 import pytest
 from PIL import Image

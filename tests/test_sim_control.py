@@ -16,7 +16,7 @@ import serial
 from simulators.control import ControlError, ControlServer, PrinterTarget, parse_action, send_request
 from simulators.pty_port import StablePort
 from simulators.simulate_ctl import build_request
-from tests.sim_printer_rig import PANEL_K, Rig, running_printer
+from tests.sim_printer_rig import Rig, running_printer
 
 
 class ArmedChipFaults:

@@ -149,3 +149,23 @@ def test_the_document_number_written_through_the_reader_reaches_cards_jsonl(tmp_
         assert cmd(host, "Se") == "OK"
     [line] = card_lines(tmp_path)
     assert (line["bin"], line["document_number"]) == ("output", "KTP000007")
+
+
+def test_a_departure_the_card_log_missed_at_a_power_cut_is_appended_once_at_the_next_start(tmp_path: Path) -> None:
+    """The printer's state is the commit of a card leaving; a power cut before its card-log line
+    was written leaves the line in the state, and the next start writes it, once."""
+    with simulate(tmp_path, cards=3) as (_, host):
+        cmd(host, "Ss")
+        cmd(host, "Si")
+        cmd(host, "Se")
+    state_path = tmp_path / "printers" / "p1" / "state.json"
+    state = json.loads(state_path.read_text())
+    [line] = card_lines(tmp_path)
+    assert state["pending_line"]["blank_serial"] == line["blank_serial"]
+    (tmp_path / "cards.jsonl").write_text("")  # the power cut: the line never reached the disk
+    with simulate(tmp_path, cards=3):
+        pass
+    with simulate(tmp_path, cards=3):
+        pass
+    [again] = card_lines(tmp_path)
+    assert (again["blank_serial"], again["bin"], again["png"]) == (line["blank_serial"], "output", None)

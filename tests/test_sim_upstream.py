@@ -234,22 +234,22 @@ def test_a_body_over_the_limit_is_413(client: httpx.Client) -> None:
 
 def test_telemetry_keeps_the_last_body_per_station(client: httpx.Client) -> None:
     for n in (1, 2):
-        response = client.post("/v1/stations/s1/telemetry", json={"at": f"t{n}", "printers": []},
+        response = client.post("/v1/stations/s1/telemetry", json={"at": f"2026-12-02T0{n}:00:00Z", "printers": []},
                                headers={"Idempotency-Key": f"s1:telemetry:{n}"})
         assert response.status_code == 200
-    assert _state(client)["telemetry"] == {"s1": {"at": "t2", "printers": []}}
+    assert _state(client)["telemetry"] == {"s1": {"at": "2026-12-02T02:00:00Z", "printers": []}}
 
 
 def test_a_replayed_telemetry_report_changes_nothing(client: httpx.Client) -> None:
     key = {"Idempotency-Key": "s1:telemetry:1"}
-    assert client.post("/v1/stations/s1/telemetry", json={"at": "t1"}, headers=key).json()["replay"] is False
-    assert client.post("/v1/stations/s1/telemetry", json={"at": "t2"}, headers=key).json()["replay"] is True
+    assert client.post("/v1/stations/s1/telemetry", json={"at": "2026-12-02T01:00:00Z"}, headers=key).json()["replay"] is False
+    assert client.post("/v1/stations/s1/telemetry", json={"at": "2026-12-02T02:00:00Z"}, headers=key).json()["replay"] is True
     state = _state(client)
-    assert state["telemetry"]["s1"] == {"at": "t1"} and state["stations"]["s1"]["reports"] == 1
+    assert state["telemetry"]["s1"] == {"at": "2026-12-02T01:00:00Z"} and state["stations"]["s1"]["reports"] == 1
 
 
 def test_telemetry_without_an_idempotency_key_is_refused(client: httpx.Client) -> None:
-    response = client.post("/v1/stations/s1/telemetry", json={"at": "t1"})
+    response = client.post("/v1/stations/s1/telemetry", json={"at": "2026-12-02T01:00:00Z"})
     assert response.status_code == 400 and "Idempotency-Key" in response.json()["message"]
 
 
