@@ -21,6 +21,7 @@ import structlog
 
 from agent.journal import IN_PRINTER, Journal, stamp
 from agent.messages import fault_message, word
+from agent.recovery import INTERRUPTED
 
 log = structlog.get_logger("batch")
 
@@ -58,6 +59,7 @@ class MorningReport:
     outbox_backlog: int
     kind: str = "morning-report"
     stock: dict | None = None                # storeroom, hoppers, the office's run-out (StockPicture.as_json())
+    interrupted: int = 0                     # of `spoiled`: cards lost to the station's own interruptions
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -183,6 +185,7 @@ class BatchRunner:
             target=batch.target, printed=sum(a["result"] == "printed" for a in attempts), spoiled=len(spoiled),
             spoiled_reasons=dict(Counter(a["reason"] or "unknown" for a in spoiled)), faults=batch.faults,
             printers=printers, outbox_backlog=self.journal.outbox_backlog(), stock=stock,
+            interrupted=sum(a["reason"] == INTERRUPTED for a in spoiled),
         )
         batch.finished = report
         self._write(report)
@@ -216,6 +219,8 @@ _REPORT_WORDS = {
     "none": {"id": "tidak ada", "en": "none"},
     "seconds": {"id": "detik", "en": "s"},
     "reasons": {"id": "alasan kartu rusak", "en": "spoiled, by reason"},
+    "interrupted": {"id": "terputus oleh stasiun (crash, listrik, disk penuh; tidak dihitung ke batas percobaan warga)",
+                    "en": "interrupted by the station (crash, power, full disk; not counted toward a citizen's attempts)"},
 }
 
 
@@ -229,6 +234,8 @@ def render_text(report: dict, lang: str) -> str:
              + (f" / {report['target']}" if report.get("target") else "")]
     if report["spoiled_reasons"]:
         lines.append(f"{t('reasons')}: " + ", ".join(f"{r} {n}" for r, n in sorted(report["spoiled_reasons"].items())))
+    if report.get("interrupted"):
+        lines.append(f"  {t('interrupted')}: {report['interrupted']}")
     lines.append(f"{t('faults')}:" + ("" if report["faults"] else f" {t('none')}"))
     for span in report["faults"]:
         message, _ = fault_message(span["fault"], lang)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -43,6 +46,7 @@ class UpstreamConfig:
     client_cert: Path | None = None    # TLS client certificate (PEM), instead of or beside the token
     client_key: Path | None = None
     max_answer_bytes: int = 64 * 1024 * 1024  # a bigger answer from upstream is refused unread
+    exchange_deadline_s: float = 0.0   # one whole exchange, request to last byte; 0: 2 x timeout_s + wait_s
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,7 @@ class _Reader:
         # `config check` wants every mistake at once: problems are noted and checking goes on.
         self.collect = collect
         self.problems: list[ConfigError] = []
+        self.warnings: list[str] = []  # allowed, but worth a person's look (`config check` shows them)
 
     def line_of(self, key: str) -> int | None:
         """The line where `key` (e.g. "upstream.token", "printers[1].link") is set, if it can be found."""
@@ -136,6 +141,11 @@ class _Reader:
         if not self.collect:
             raise error
         self.problems.append(error)
+
+    def warn(self, key: str, concern: str, fix: str) -> None:
+        line = self.line_of(key)
+        where = f"{self.path}:{line}" if line else str(self.path)
+        self.warnings.append(f"{where}: {key} {concern}. Fix: {fix}")
 
     def get(self, table: dict, key: str, where: str, kind: type | tuple[type, ...], *, default: Any = ...,
             fix: str = "") -> Any:
@@ -168,6 +178,48 @@ def _contrast(r: _Reader, entry: dict, where: str) -> int:
     return contrast
 
 
+# The token from a systemd credential (LoadCredential=printstation-token:/etc/printstation/token).
+TOKEN_CREDENTIAL = "printstation-token"
+
+
+def _token(r: _Reader, upstream: dict, resolve: Callable[[str], Path], *, optional: bool) -> str:
+    """The bearer token: `token` in the file, or read from `token_file`, or the systemd credential
+    `printstation-token` (so the configuration itself need hold no secret)."""
+    if "token" in upstream or "token_file" not in upstream:
+        credential = Path(os.environ.get("CREDENTIALS_DIRECTORY", "/nonexistent")) / TOKEN_CREDENTIAL
+        if "token" not in upstream and credential.is_file():
+            return credential.read_text(encoding="utf-8").strip()
+        return r.get(upstream, "token", "upstream", str,
+                     fix="the station's bearer token from the centre (or token_file = \"/etc/printstation/token\", "
+                         "or a systemd credential printstation-token)",
+                     **({"default": ""} if optional else {}))
+    path = resolve(r.get(upstream, "token_file", "upstream", str))
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        r.fail("upstream.token_file", f"cannot be read ({path}: {exc.strerror})",
+               "put the station's token in that file (readable by the service only, mode 0600)")
+        return ""
+    if not token:
+        r.fail("upstream.token_file", f"is empty ({path})", "put the station's token in that file")
+    elif path.stat().st_mode & 0o077:
+        r.warn("upstream.token_file", f"can be read by others ({path}, mode {oct(path.stat().st_mode & 0o777)})",
+               f"chmod 600 {path}")
+    return token
+
+
+def _loopback(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _placeholder(kind: type | tuple[type, ...]) -> Any:
     """An empty value of the wanted type, so that collecting can go on past a missing key."""
     first = kind[0] if isinstance(kind, tuple) else kind
@@ -181,13 +233,24 @@ def load_config(path: Path | str) -> StationConfig:
 
 def check_config(path: Path | str) -> list[ConfigError]:
     """Every mistake in a configuration file (each with its line and a fix); empty when it is good."""
+    return check_config_report(path)[0]
+
+
+def check_config_report(path: Path | str) -> tuple[list[ConfigError], list[str]]:
+    """Every mistake in a configuration file, and every warning (allowed, but risky)."""
     try:
-        return _load(Path(path), collect=True)[1]
+        _config, problems, warnings = _load(Path(path), collect=True)
     except ConfigError as exc:  # unreadable, or not TOML: nothing further can be checked
-        return [exc]
+        return [exc], []
+    return problems, warnings
 
 
-def _load(path: Path, *, collect: bool) -> tuple[StationConfig, list[ConfigError]]:
+def config_warnings(path: Path | str) -> list[str]:
+    """The warnings of a configuration that loads (the daemon logs them at start)."""
+    return check_config_report(path)[1]
+
+
+def _load(path: Path, *, collect: bool) -> tuple[StationConfig, list[ConfigError], list[str]]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -216,6 +279,12 @@ def _load(path: Path, *, collect: bool) -> tuple[StationConfig, list[ConfigError
     url = r.get(upstream, "url", "upstream", str)
     if url and not re.match(r"^https?://", url):
         r.fail("upstream.url", f"is not an http(s) URL ({url!r})", "write it as https://host:port")
+    if isinstance(upstream.get("token"), str) and path.stat().st_mode & 0o077:
+        r.warn("upstream.token", f"is in a file others can read (mode {oct(path.stat().st_mode & 0o777)})",
+               f"chmod 600 {path}, or move the token to token_file or a systemd credential")
+    if url.startswith("http://") and not _loopback(url):
+        r.warn("upstream.url", "is plain http to another machine: the token and citizens' data would cross the "
+               "network unencrypted", "use https:// (and upstream.ca_file for the centre's CA)")
     keys_raw = r.get(upstream, "authority_keys", "upstream", dict,
                      fix="add [upstream.authority_keys] with `key-id = \"path/to/key.pem\"`")
     if "authority_keys" in upstream and not keys_raw:
@@ -332,8 +401,7 @@ def _load(path: Path, *, collect: bool) -> tuple[StationConfig, list[ConfigError
         journal=resolve(r.get(station, "journal", "station", str, fix="e.g. journal = \"/var/lib/printstation/journal.db\"")),
         upstream=UpstreamConfig(
             url=url.rstrip("/"),
-            token=r.get(upstream, "token", "upstream", str, fix="the station's bearer token from the centre",
-                        **({"default": ""} if tls_files["client_cert"] else {})),
+            token=_token(r, upstream, resolve, optional=bool(tls_files["client_cert"])),
             authority_keys=authority_keys,
             prefetch=r.get(upstream, "prefetch", "upstream", int, default=20),
             lease_max=r.get(upstream, "lease_max", "upstream", int, default=10),
@@ -343,6 +411,7 @@ def _load(path: Path, *, collect: bool) -> tuple[StationConfig, list[ConfigError
             cards_per_hour=float(r.get(upstream, "cards_per_hour", "upstream", (int, float), default=150.0)),
             renew_margin_s=float(r.get(upstream, "renew_margin_s", "upstream", (int, float), default=900.0)),
             retry_max_s=float(r.get(upstream, "retry_max_s", "upstream", (int, float), default=60.0)),
+            exchange_deadline_s=float(r.get(upstream, "exchange_deadline_s", "upstream", (int, float), default=0.0)),
             **tls_files,
             max_answer_bytes=int(r.get(limits, "max_answer_mb", "limits", (int, float), default=64) * 1024 * 1024),
         ),
@@ -377,4 +446,4 @@ def _load(path: Path, *, collect: bool) -> tuple[StationConfig, list[ConfigError
         metrics=metrics,
         source=path,
     )
-    return config, r.problems
+    return config, r.problems, r.warnings

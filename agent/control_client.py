@@ -272,12 +272,13 @@ def _diagnose(args: argparse.Namespace, config) -> int:
 # -- config check ------------------------------------------------------------------------------------
 
 def _config_check(args: argparse.Namespace) -> int:
-    from agent.config import check_config
+    from agent.config import check_config_report
 
-    problems = check_config(args.file)
+    problems, warnings = check_config_report(args.file)
     result = {"file": str(args.file), "ok": not problems,
-              "errors": [{"line": p.line, "message": str(p)} for p in problems]}
-    text = "\n".join(str(p) for p in problems) if problems else f"{args.file}: OK"
+              "errors": [{"line": p.line, "message": str(p)} for p in problems], "warnings": warnings}
+    text = "\n".join([*(str(p) for p in problems), *(f"warning: {w}" for w in warnings)]
+                      + ([] if problems else [f"{args.file}: OK"]))
     _out(args, result, text)
     return 1 if problems else 0
 

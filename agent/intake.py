@@ -13,11 +13,12 @@ from datetime import timedelta
 
 import structlog
 
+from agent.chip.profile import ChipExpectation, ChipProfile, Verdict
 from agent.config import UpstreamConfig
-from agent.job import DEFAULT_LIMITS, JobLimits, JobRejected, JobRejection, parse_job, valid_job_id
+from agent.job import DEFAULT_LIMITS, Job, JobLimits, JobRejected, JobRejection, parse_job, valid_job_id
 from agent.job_signature import AuthorityKeys
 from agent.journal import Journal, JournalError, utcnow
-from agent.upstream_client import UpstreamClient, UpstreamRefused, UpstreamUnavailable
+from agent.upstream_client import UpstreamClient, UpstreamOffContract, UpstreamRefused, UpstreamUnavailable
 
 log = structlog.get_logger("intake")
 
@@ -36,8 +37,10 @@ class Intake:
 
     def __init__(self, journal: Journal, client: UpstreamClient, keys: AuthorityKeys, *, prefetch: int,
                  lease_max: int, wait_s: float, work: threading.Condition, renew_margin_s: float = 900.0,
-                 limits: JobLimits = DEFAULT_LIMITS, retry_max_s: float = 60.0) -> None:
+                 limits: JobLimits = DEFAULT_LIMITS, retry_max_s: float = 60.0,
+                 profile: ChipProfile | None = None) -> None:
         self.journal = journal
+        self.profile = profile  # judges each job's chip image before a blank is spent on it
         self.retry_max_s = retry_max_s
         self.limits = limits
         self.client = client
@@ -66,6 +69,8 @@ class Intake:
                     continue
                 lease = self.client.lease(min(wanted, self.lease_max), self.wait_s)
             except (UpstreamUnavailable, UpstreamRefused) as exc:
+                if isinstance(exc, UpstreamOffContract) and exc.job_ids:
+                    self._hand_back(list(exc.job_ids), str(exc))
                 if isinstance(exc, UpstreamRefused):
                     # An answer outside the contract may still have leased jobs to us: ask which.
                     self.reconcile_due = True
@@ -97,6 +102,19 @@ class Intake:
             if accepted:
                 with self.work:
                     self.work.notify_all()
+
+    def _hand_back(self, job_ids: list[str], why: str) -> None:
+        """Release jobs a lease answer carried but the station could not take (never drop them silently)."""
+        unknown = [j for j in job_ids if not self.journal.knows(j)]
+        log.error("lease-answer-off-contract", jobs=len(job_ids), error=why[:200])
+        if not unknown:
+            return
+        try:
+            released = self.client.release(unknown, "the lease answer was outside the contract; not recorded")
+        except (UpstreamUnavailable, UpstreamRefused) as exc:
+            log.warning("lease-release-failed", jobs=len(unknown), error=str(exc))  # reconciled later
+            return
+        log.warning("leases-released", jobs=len(released), reason="lease answer outside the contract")
 
     def reconcile_leases(self) -> None:
         """Release every job upstream says this station holds but the journal does not know.
@@ -151,6 +169,22 @@ class Intake:
                                     f"the station could not read the job ({type(exc).__name__})")
             return False
 
+    def judge_chip(self, job: Job) -> None:
+        """Refuse a job whose chip image the station could never pass (raises JobRejected): an
+        unknown profile, a security object that does not cover or sign what the image holds, a
+        subject that is not the job's. Only what fails on the card itself may cost a blank."""
+        if self.profile is None:
+            return
+        if job.chip_profile != self.profile.name:
+            raise JobRejected(JobRejection.BAD_CHIP_IMAGE,
+                              f"chip profile {job.chip_profile[:40]!r} is not one this station has ({self.profile.name})")
+        expected = ChipExpectation(document_number=job.subject.document_number, nik=job.subject.nik,
+                                   name=job.subject.name)
+        verdict = self.profile.judge_image(job.chip_files, expected, utcnow())
+        if verdict.failure is not None:
+            bad = next(c for c in verdict.checks if c.verdict is Verdict.BAD)
+            raise JobRejected(JobRejection.BAD_CHIP_IMAGE, f"{verdict.failure.value}: {bad.name} {bad.reason}"[:300])
+
     def accept(self, raw: object, lease_expires_at) -> bool:
         """Check one leased job; record it as printable, or as rejected with the reason reported upstream."""
         job_id = raw.get("job_id") if isinstance(raw, dict) else None
@@ -162,6 +196,7 @@ class Intake:
             job = parse_job(raw, self.limits)
             if job.not_after <= utcnow():
                 raise JobRejected(JobRejection.EXPIRED, f"the job's validity ended at {job.not_after.isoformat()}")
+            self.judge_chip(job)
         except JobRejected as rejected:
             if self.journal.knows(job_id):
                 log.warning("job-repeat-refused", job_id=job_id, reason=rejected.reason.value)

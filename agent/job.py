@@ -42,6 +42,7 @@ class JobRejection(StrEnum):
     EXPIRED = "job-expired"
     BAD_CARD_IMAGE = "bad-card-image"
     OVERSIZED = "job-too-large"
+    BAD_CHIP_IMAGE = "bad-chip-image"  # the chip image would fail the station's own check of the written chip
 
 
 class JobRejected(Exception):

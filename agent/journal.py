@@ -126,6 +126,9 @@ class Journal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
+            # Purged personal data is overwritten with zeros, not left in free pages (SQLite's
+            # default is off; some distributions build it on: the journal does not rely on that).
+            self._db.execute("PRAGMA secure_delete=ON")
             # The WAL shrinks back after each checkpoint: on a small disk, a full disk shows at the next write.
             self._db.execute("PRAGMA journal_size_limit=0")
             with self._tx() as db:
@@ -652,7 +655,11 @@ class Journal:
             row = db.execute("SELECT kind, path FROM outbox WHERE id = ?", (message_id,)).fetchone()
             if row and row[0] == "outcome":
                 job_id = row[1].split("/")[3]
+                # Upstream has it: the signed job (NIK, name, photo, chip image) and the chip's
+                # checks go; the outcome's copy of the checks goes with them.
                 db.execute("UPDATE jobs SET payload = NULL WHERE job_id = ?", (job_id,))
+                db.execute("UPDATE attempts SET checks = NULL WHERE job_id = ?", (job_id,))
+                db.execute("UPDATE outbox SET body = '{}' WHERE id = ?", (message_id,))
 
     def outbox_failed(self, message_id: int, error: str) -> None:
         with self._tx() as db:
@@ -664,6 +671,24 @@ class Journal:
         with self._tx() as db:
             db.execute("UPDATE outbox SET tries = tries + 1, last_error = ?, refused_at = ? WHERE id = ?",
                        (error[:500], now, message_id))
+
+    def privacy_report(self) -> dict[str, Any]:
+        """What personal data the journal holds, for the support bundle: payloads only of jobs whose
+        outcome upstream does not have yet, and no chip checks of acknowledged jobs (purged data is
+        overwritten: the writer sets secure_delete)."""
+        with self._lock:
+            db = self._db
+            acked = ("SELECT replace(replace(path, '/v1/jobs/', ''), '/outcome', '') FROM outbox"
+                     " WHERE kind = 'outcome' AND delivered_at IS NOT NULL")
+            return {
+                "payloads_held": db.execute("SELECT COUNT(*) FROM jobs WHERE payload IS NOT NULL").fetchone()[0],
+                "payloads_held_after_outcome_acknowledged": db.execute(
+                    f"SELECT COUNT(*) FROM jobs WHERE payload IS NOT NULL AND job_id IN ({acked})").fetchone()[0],
+                "chip_checks_held_after_outcome_acknowledged": db.execute(
+                    f"SELECT COUNT(*) FROM attempts WHERE checks IS NOT NULL AND job_id IN ({acked})").fetchone()[0],
+                "outcomes_acknowledged": db.execute(
+                    "SELECT COUNT(*) FROM outbox WHERE kind = 'outcome' AND delivered_at IS NOT NULL").fetchone()[0],
+            }
 
     def outbox_backlog(self) -> int:
         with self._lock:

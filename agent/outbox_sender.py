@@ -8,7 +8,8 @@ import threading
 import structlog
 
 from agent.journal import Journal, JournalError
-from agent.upstream_client import UpstreamClient, UpstreamRefused, UpstreamUnavailable
+from agent.journal import stamp, utcnow
+from agent.upstream_client import UpstreamClient, UpstreamOffContract, UpstreamRefused, UpstreamUnavailable
 
 log = structlog.get_logger("outbox")
 
@@ -28,6 +29,7 @@ class OutboxSender:
         self.journal = journal
         self.client = client
         self.max_backoff_s = max_backoff_s
+        self._alerted_off_contract = False  # one alert per spell of answers outside the contract
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -50,7 +52,11 @@ class OutboxSender:
             try:
                 self.client.deliver(message.method, message.path, message.idempotency_key, message.body)
             except (UpstreamUnavailable, UpstreamRefused) as exc:
-                if isinstance(exc, UpstreamRefused) and exc.status not in RETRY_LATER:
+                if isinstance(exc, UpstreamOffContract):
+                    # Not an acknowledgement the contract knows (a redirect, HTML for JSON): the
+                    # message was not received as far as the station can tell. Kept, sent again.
+                    self._off_contract(message.kind, exc)
+                elif isinstance(exc, UpstreamRefused) and exc.status not in RETRY_LATER:
                     log.error("outbox-message-refused", kind=message.kind, path=message.path, error=str(exc))
                     self.journal.outbox_refused(message.id, str(exc))
                     continue
@@ -65,3 +71,16 @@ class OutboxSender:
                 log.info("outbox-upstream-back", backlog=self.journal.outbox_backlog())
             failures = 0
             self.journal.outbox_delivered(message.id)
+            self._alerted_off_contract = False
+
+    def _off_contract(self, kind: str, exc: UpstreamOffContract) -> None:
+        log.error("outbox-answer-off-contract", kind=kind, error=str(exc),
+                  remedy="the message is kept and sent again; tell the centre that upstream answers outside its "
+                         "contract (a proxy or a wrong upstream.url)")
+        if not self._alerted_off_contract:
+            self._alerted_off_contract = True
+            self.journal.queue_report("alert", {"at": stamp(utcnow()), "alerts": [{
+                "kind": "upstream-off-contract", "severity": "error",
+                "message": f"upstream acknowledged a {kind} outside its contract (HTTP {exc.status}); "
+                           "the station keeps it and sends it again"}]},
+                key=f"off-contract:{stamp(utcnow())}")

@@ -11,7 +11,7 @@ from datetime import timedelta
 import structlog
 
 from agent.chip.profile import load_profile
-from agent.config import ConfigError, StationConfig
+from agent.config import ConfigError, StationConfig, config_warnings
 from agent.control_socket import ControlPanel
 from agent.forecast import schedule_for
 from agent.intake import Intake, prefetch_for
@@ -52,7 +52,7 @@ class Station:
                              prefetch=prefetch_for(config.upstream, len(config.printers)),
                              lease_max=config.upstream.lease_max, wait_s=config.upstream.wait_s, work=self.work,
                              renew_margin_s=config.upstream.renew_margin_s, limits=config.limits,
-                             retry_max_s=config.upstream.retry_max_s)
+                             retry_max_s=config.upstream.retry_max_s, profile=self.profile)
         self.outbox = OutboxSender(self.journal, self.client, max_backoff_s=config.upstream.retry_max_s)
         self.render_ahead = RenderAhead(self.journal, depth=config.panel_depth, lookahead=len(config.printers),
                                         limits=config.limits)
@@ -82,6 +82,8 @@ class Station:
         threads += [self._thread(f"printer-{w.name}", w.run) for w in self.workers]
         log.info("station-ready", station=self.config.station_id, printers=[w.name for w in self.workers],
                  journal=str(self.config.journal))
+        for warning in config_warnings(self.config.source) if self.config.source else ():
+            log.warning("config-warning", warning=warning)
         self.control.start()
         if self.metrics is not None:
             self.metrics.start()

@@ -68,6 +68,7 @@ def journal_extract(journal: Journal) -> dict:
         "attempts": journal.attempts_since(""),
         "ledger": journal.ledger_entries(),
         "outbox": journal.outbox_summary(),
+        "privacy": journal.privacy_report(),
     }
     return json.loads(scrub(json.dumps(extract)))
 

@@ -8,7 +8,9 @@ answer is read with a size cap, so a hostile or broken server cannot exhaust the
 from __future__ import annotations
 
 import json
+import re
 import ssl
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,7 +18,7 @@ from typing import Any
 import httpx
 
 from agent.config import UpstreamConfig
-from agent.job import JobRejected, parse_timestamp
+from agent.job import JobRejected, parse_timestamp, valid_job_id
 
 USER_AGENT = "printstation/0.1"
 
@@ -31,6 +33,37 @@ class UpstreamRefused(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"upstream refused ({status}): {message}")
         self.status = status
+
+
+class UpstreamOffContract(UpstreamRefused):
+    """Upstream answered outside the contract (a redirect, a body that is not a JSON object, JSON
+    nested past reason): it is upstream that is wrong, not the request. A message it was sent stays
+    queued and is sent again; `job_ids` are the jobs a lease answer carried, to hand back."""
+
+    def __init__(self, status: int, message: str, job_ids: tuple[str, ...] = ()) -> None:
+        super().__init__(status, message)
+        self.job_ids = job_ids
+
+
+# No answer of the contract nests deeper than a few levels: refuse deeper ones before parsing.
+MAX_JSON_DEPTH = 32
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_JSON_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def json_depth(raw: bytes, limit: int = MAX_JSON_DEPTH) -> int:
+    """How deep `raw` (JSON text) nests, counted without parsing it; stops counting past `limit`."""
+    depth = deepest = 0
+    for match in _JSON_BRACKET.finditer(_JSON_STRING.sub(b'""', raw)):
+        if match.group() in (b"[", b"{"):
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    break
+        else:
+            depth -= 1
+    return deepest
 
 
 @dataclass(frozen=True)
@@ -69,6 +102,9 @@ class UpstreamClient:
         self.station_id = station_id
         self.url = config.url
         self.max_answer_bytes = config.max_answer_bytes
+        # One exchange, from the request to the answer's last byte (an answer trickled a byte at a
+        # time passes every per-read timeout): past this it is abandoned and tried again later.
+        self.deadline_s = config.exchange_deadline_s or (2 * config.timeout_s + config.wait_s)
         headers = {"User-Agent": USER_AGENT}
         if config.token:
             headers["Authorization"] = f"Bearer {config.token}"
@@ -85,25 +121,33 @@ class UpstreamClient:
 
     def _call(self, method: str, path: str, body: dict | None, headers: dict | None = None) -> dict:
         where = f"{method} {self.url}{path}"
+        deadline = time.monotonic() + self.deadline_s
         try:
             with self._http.stream(method, path, json=body, headers=headers) as response:
-                raw = self._read_capped(response, where)
+                raw = self._read_capped(response, where, deadline)
         except httpx.HTTPError as exc:
             raise UpstreamUnavailable(f"{where}: {type(exc).__name__}: {exc}") from None
-        if response.status_code >= 500:
-            raise UpstreamUnavailable(f"{where}: upstream answered {response.status_code}")
+        status = response.status_code
+        if status >= 500:
+            raise UpstreamUnavailable(f"{where}: upstream answered {status}")
+        if 300 <= status < 400:
+            raise UpstreamOffContract(status, f"{where}: upstream answered a redirect ({status}) to "
+                                              f"{response.headers.get('Location', '?')[:100]}; the contract has none")
+        if json_depth(raw) > MAX_JSON_DEPTH:
+            raise UpstreamOffContract(status, f"{where}: the answer nests deeper than {MAX_JSON_DEPTH} levels")
         try:
             data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             data = None
-        if response.status_code >= 400:
+        if status >= 400:
             message = data.get("message", data) if isinstance(data, dict) else raw[:200].decode("utf-8", "replace")
-            raise UpstreamRefused(response.status_code, str(message)[:300])
+            raise UpstreamRefused(status, str(message)[:300])
         if not isinstance(data, dict):
-            raise UpstreamRefused(response.status_code, f"{where}: the answer is not a JSON object")
+            kind = response.headers.get("Content-Type", "no type").split(";")[0][:40]
+            raise UpstreamOffContract(status, f"{where}: the answer is not a JSON object ({kind})")
         return data
 
-    def _read_capped(self, response: httpx.Response, where: str) -> bytes:
+    def _read_capped(self, response: httpx.Response, where: str, deadline: float) -> bytes:
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.max_answer_bytes:
             raise UpstreamRefused(response.status_code, f"{where}: answer of {declared} bytes is over the limit "
@@ -115,6 +159,9 @@ class UpstreamClient:
                 raise UpstreamRefused(response.status_code, f"{where}: answer is over the limit of "
                                                             f"{self.max_answer_bytes} bytes (limits.max_answer_mb)")
             chunks.append(chunk)
+            if time.monotonic() > deadline:
+                raise UpstreamUnavailable(f"{where}: the answer took longer than {self.deadline_s:.0f} s "
+                                          f"({size} bytes so far); abandoned, tried again later")
         return b"".join(chunks)
 
     def lease(self, max_jobs: int, wait_s: float) -> Lease:
@@ -126,11 +173,13 @@ class UpstreamClient:
         data = self._call("POST", f"/v1/stations/{self.station_id}/leases", {"max": max_jobs, "wait_s": wait_s})
         jobs = data.get("jobs")
         if not isinstance(jobs, list):
-            raise UpstreamRefused(200, "lease answer has no jobs list")
+            raise UpstreamOffContract(200, "lease answer has no jobs list")
         try:
             expires_at = parse_timestamp(data.get("lease_expires_at"), "lease_expires_at")
         except JobRejected as exc:
-            raise UpstreamRefused(200, f"lease answer: {exc.message}") from None
+            # Jobs leased to us with no lease time: not recorded, so they are handed back at once.
+            ids = tuple(j["job_id"] for j in jobs if isinstance(j, dict) and valid_job_id(j.get("job_id")))
+            raise UpstreamOffContract(200, f"lease answer: {exc.message}", job_ids=ids) from None
         return Lease(jobs=jobs, expires_at=expires_at)
 
     def renew(self, job_ids: list[str]) -> Renewal:

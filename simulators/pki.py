@@ -7,6 +7,8 @@ trust anchor keeps trusting chips built in an earlier run.
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property, lru_cache
@@ -258,7 +260,11 @@ def _load_key(path: Path) -> PrivateKey:
 
 
 def _write_pem(path: Path, data: bytes) -> None:
-    # Write then rename, so a reader never sees half a PEM file.
+    # Write then rename, so a reader never sees half a PEM file; a private key is its owner's alone.
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
+    mode = 0o600 if b"PRIVATE KEY" in data else 0o644
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    os.chmod(tmp, mode)  # whatever the umask
     tmp.replace(path)

@@ -119,8 +119,11 @@ def _rfc3339(at: float) -> str:
 
 
 def _write_json_atomically(path: Path, value: Any) -> None:
+    # upstream.json holds the token: its owner's alone (0600), whatever the umask.
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(value, f, indent=2)
         f.flush()
         os.fsync(f.fileno())

@@ -67,9 +67,14 @@ def test_config_check_of_a_good_file_says_ok(tmp_path):
     good = good.replace("missing.pem", "a.pem").replace("panel_depth = 100", "panel_depth = 128").replace('"7:30"', '"07:30"')
     path = tmp_path / "station.toml"
     path.write_text(good)
+    path.chmod(0o600)  # it holds the token: readable by others, it would be a warning
     run = config_check(path)
     assert run.returncode == 0 and run.stdout.strip() == f"{path}: OK"
-    assert json.loads(config_check(path, "--json").stdout) == {"file": str(path), "ok": True, "errors": []}
+    assert json.loads(config_check(path, "--json").stdout) == {"file": str(path), "ok": True, "errors": [],
+                                                               "warnings": []}
+    path.chmod(0o644)
+    warned = config_check(path)
+    assert warned.returncode == 0 and "warning:" in warned.stdout and f"chmod 600 {path}" in warned.stdout
 
 
 def test_every_fault_and_alert_has_indonesian_and_english_texts():

@@ -87,3 +87,34 @@ def test_error_in_second_printer_names_its_line(folder):
         load_config(write(folder, text))
     line = text.splitlines().index("link = 7") + 1
     assert f"station.toml:{line}: printers[1].link" in str(caught.value)
+
+
+def test_plain_http_to_another_machine_is_a_warning_loopback_is_not(folder):
+    from agent.config import check_config_report
+
+    path = write(folder, GOOD)
+    path.chmod(0o600)
+    assert check_config_report(path) == ([], [])
+    path = write(folder, GOOD.replace("127.0.0.1", "10.20.30.40"))
+    path.chmod(0o644)
+    problems, warnings = check_config_report(path)
+    assert problems == [] and len(warnings) == 2  # plain http; and a file others can read holds the token
+    assert any("upstream.url is plain http" in w and "https://" in w for w in warnings), warnings
+    assert any("upstream.token" in w and "chmod 600" in w for w in warnings), warnings
+
+
+def test_the_token_may_come_from_a_file_or_a_systemd_credential(folder, monkeypatch):
+    secret = folder / "token"
+    secret.write_text("from-the-file\n")
+    secret.chmod(0o600)
+    without = GOOD.replace('token = "t"\n', "")
+    assert load_config(write(folder, without.replace("[upstream]\n", '[upstream]\ntoken_file = "token"\n'))).upstream.token == "from-the-file"
+    with pytest.raises(ConfigError, match="upstream.token is missing"):
+        load_config(write(folder, without))
+    credentials = folder / "credentials"
+    credentials.mkdir()
+    (credentials / "printstation-token").write_text("from-systemd")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    assert load_config(write(folder, without)).upstream.token == "from-systemd"
+    with pytest.raises(ConfigError, match="upstream.token_file cannot be read"):
+        load_config(write(folder, without.replace("[upstream]\n", '[upstream]\ntoken_file = "missing"\n')))

@@ -123,6 +123,19 @@ def hostile_jobs(upstream_dir: Path, tmp_path: Path) -> tuple[list, dict[str, st
     chip_over["chip"]["files"]["EF.DG2"] = base64.b64encode(b"\x75" + bytes(LIMIT_CHIP_KB * 1024 + 1)).decode()
     jobs.append(authority.sign_job(chip_over))
     expected["X-CHIP-OVER"] = "job-too-large"
+    # Chip images the station could never pass on a card: judged at the door, no blank spent.
+    uncovered = body("X-DG15-UNCOVERED", factory.job("J-000003"), factory.job("J-000003")["subject"]["document_number"])
+    uncovered["chip"]["files"]["EF.DG15"] = base64.b64encode(bytes.fromhex("6f03010203")).decode()
+    jobs.append(authority.sign_job(uncovered))
+    expected["X-DG15-UNCOVERED"] = "bad-chip-image"
+    profile = body("X-PROFILE", factory.job("J-000004"), factory.job("J-000004")["subject"]["document_number"])
+    profile["chip"]["profile"] = "ektp-sam"
+    jobs.append(authority.sign_job(profile))
+    expected["X-PROFILE"] = "bad-chip-image"
+    other = body("X-OTHER-CHIP", factory.job("J-000005"), factory.job("J-000005")["subject"]["document_number"])
+    other["chip"] = copy.deepcopy(factory.job("J-000006")["chip"])
+    jobs.append(authority.sign_job(other))
+    expected["X-OTHER-CHIP"] = "bad-chip-image"
     # Garbage with no usable id: nothing to report it under, and nothing must break.
     jobs += ["not a job", None, 42, [1, 2], {"job_id": "../../v1/_sim/state"}, {"job_id": "\x00" * 3}]
     return jobs, expected
@@ -228,6 +241,7 @@ def test_forged_expired_and_hostile_jobs_are_never_printed_and_upstream_hears_wh
     printed = Counter(card["document_number"] for card in cards if card["bin"] == "output")
     assert printed == Counter({"KTP000001": 1, "KTP000002": 1, "KTP000008": 1}), "only the approved jobs, each once"
     assert not any(card["document_number"] and card["document_number"].startswith("BAD") for card in cards)
+    assert [card for card in cards if card["bin"] == "reject"] == [], "no bad job cost a blank"
     report = subprocess.run([sys.executable, "-m", "agent", "upstream-sim", "report", "--state-dir",
                              str(tmp_path / "upstream"), "--json"], capture_output=True, text=True, timeout=60)
     assert report.returncode == 0, report.stderr

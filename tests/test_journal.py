@@ -116,6 +116,32 @@ def test_acknowledged_outcome_purges_personal_data(journal):
     assert journal.outbox_next() is None
 
 
+def test_an_acknowledged_outcome_leaves_no_personal_byte_in_the_file(tmp_path):
+    """The NIK, the chip checks and the outcome's copy of them are gone from the database file
+    itself (secure_delete overwrites freed cells), not only from what a query returns."""
+    journal = Journal(tmp_path / "journal.db", "st-1", max_attempts=3)
+    assert journal._db.execute("PRAGMA secure_delete").fetchone()[0] == 1
+    nik = "3174019988770011"
+    journal.add_leased("J1", {"job_id": "J1", "subject": {"nik": nik}, "photo": "FACE" * 500},
+                       not_after=NOW + timedelta(days=2), lease_expires_at=NOW + timedelta(hours=1), priority=0, at=NOW)
+    c = journal.claim_next("p1", at=NOW)
+    journal.fed(c.job_id, c.attempt, "p1")
+    journal.spoiled(c.job_id, c.attempt, "chip-wrong-subject",
+                    checks=[{"name": "subject", "verdict": "bad", "reason": "MARKER-CHECK-7788"}])
+    c = journal.claim_next("p1", at=NOW)
+    journal.fed(c.job_id, c.attempt, "p1")
+    journal.printed(c.job_id, c.attempt, 1)
+    message = journal.outbox_next()
+    assert "MARKER-CHECK-7788" in str(message.body)
+    journal.outbox_delivered(message.id)
+    report = journal.privacy_report()
+    assert report["payloads_held"] == 0 and report["chip_checks_held_after_outcome_acknowledged"] == 0
+    journal.close()  # the last connection checkpoints the WAL into the file
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("journal.db"))
+    for secret in (nik.encode(), b"FACEFACE", b"MARKER-CHECK-7788"):
+        assert secret not in raw, secret
+
+
 def test_ledger_is_append_only(journal):
     journal.receive_blanks("LOT-A", 5)
     journal.load_blanks("p1", 5, lot="LOT-A")

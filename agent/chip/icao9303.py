@@ -114,6 +114,30 @@ class Icao9303Profile:
         return _verdict(checks, document_number)
 
 
+    def judge_image(self, files: dict[str, bytes], expected: ChipExpectation, at: datetime) -> ChipVerdict:
+        """Judge the job's chip image before a blank is fed: every file known to the profile, the
+        security object well formed, signed by a trusted, valid signer, covering every data group
+        the image holds (and every one it lists present), and DG1/DG11 naming the job's subject."""
+        checks = [Check(name, Verdict.BAD, "not a file of the ICAO 9303 profile") for name in sorted(set(files) - set(FILE_IDS))]
+        data_groups = {n: files[f"EF.DG{n}"] for n in range(1, 17) if files.get(f"EF.DG{n}")}
+        sod_bytes = files.get("EF.SOD")
+        if not sod_bytes:
+            checks.append(Check("EF.SOD", Verdict.BAD, "the image has no security object"))
+        else:
+            try:
+                sod = parse_security_object(sod_bytes)
+            except MalformedSecurityObject as e:
+                checks.append(Check("security-object", Verdict.BAD, str(e)))
+            else:
+                for check in verify_security_object(sod, data_groups, self.anchors, at):
+                    if check.verdict is Verdict.ABSENT:  # written as it is, the chip would lack that file
+                        check = Check(check.name, Verdict.BAD, "listed in the security object, missing from the image")
+                    checks.append(check)
+        document_number = _document_number(data_groups.get(1))
+        checks.append(_subject_check(expected, document_number, data_groups.get(11)))
+        return _verdict(checks, document_number)
+
+
 def _read(access: FileAccess, name: str, failures: list[Check]) -> bytes | None:
     """A file's content, or None with a BAD check in `failures` if it cannot be read or is blank."""
     try:
@@ -159,7 +183,7 @@ def _subject_check(expected: ChipExpectation, document_number: str | None, dg11:
     if document_number is None:
         return Check("subject", Verdict.BAD, "no document number readable in DG1")
     if document_number != expected.document_number:
-        return Check("subject", Verdict.BAD, f"chip holds document {document_number}, the job wants {expected.document_number}")
+        return Check("subject", Verdict.BAD, "the document number in DG1 is not the job's")
     if dg11 is None:
         return Check("subject", Verdict.BAD, "DG11 not readable")
     try:
@@ -173,7 +197,7 @@ def _subject_check(expected: ChipExpectation, document_number: str | None, dg11:
         return Check("subject", Verdict.BAD, f"NIK on the chip ({_mask(nik)}) is not the job's ({_mask(expected.nik)})")
     if _normal_name(name) != _normal_name(expected.name):
         return Check("subject", Verdict.BAD, "name on the chip is not the job's")
-    return Check("subject", Verdict.GOOD, f"document {document_number}, NIK and name match the job")
+    return Check("subject", Verdict.GOOD, "document number, NIK and name match the job")
 
 
 def _mask(nik: str) -> str:

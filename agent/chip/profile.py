@@ -92,6 +92,11 @@ class ChipProfile(Protocol):
         """
         ...
 
+    def judge_image(self, files: dict[str, bytes], expected: ChipExpectation, at: datetime) -> ChipVerdict:
+        """Judge a chip image held as files (a job's, before any blank is spent) as `verify` would
+        judge the chip written from it, at time `at`. Never raises for bad data."""
+        ...
+
     def verify(self, session: CardSession, expected: ChipExpectation, at: datetime) -> ChipVerdict:
         """Read the chip back and judge it at time `at`.
 
