@@ -14,10 +14,12 @@ demo: setup pcscd
 test: setup pcscd lint
 	@if [ "$$(id -u)" = 0 ]; then scripts/private-pcscd.sh $(VENV)/bin/pytest -q; else $(VENV)/bin/pytest -q; fi
 
-# Linters that would have caught a shadowed definition or a wrong type before a test did.
+# Linters that would have caught a shadowed definition or a wrong type before a test did, and the
+# import contracts (pyproject.toml [tool.importlinter]): the layers, and no cycles.
 lint: setup
 	$(VENV)/bin/ruff check agent drivers simulators tests
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 # The crash suite's random kills, longer: 40 cards, 12 agent kills, every 3rd also a power cut of the printer.
 soak: setup pcscd

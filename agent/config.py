@@ -12,7 +12,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from agent.chip.profile import PROFILES
+from agent.chip.registry import PROFILES
 from agent.job import DEFAULT_LIMITS, JobLimits
 from agent.metrics import MetricsListen, parse_listen
 from agent.print_windows import BusyPeriod, PrintWindow, WindowError, parse_window

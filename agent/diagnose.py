@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 from drivers.evolis import EvolisPrinter
 from drivers.faults import Fault
-from drivers.link import open_link
+from drivers.link_url import open_link
 from drivers.printer_errors import PrinterError
 
 Trace = Callable[[str, bytes], None]

@@ -243,7 +243,7 @@ def ask_through_service(config: StationConfig) -> Ask:
 def ask_printer(printer: PrinterConfig) -> PrinterEvidence:
     """Read the printer's card counter and sensors over its link; a link held by another program is no error."""
     from drivers.evolis import EvolisPrinter
-    from drivers.link import open_link
+    from drivers.link_url import open_link
     from drivers.printer_errors import PrinterError
 
     try:

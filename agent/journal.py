@@ -178,10 +178,12 @@ class Journal:
         db.execute("UPDATE jobs SET state = ?, updated_at = ? WHERE job_id = ?", (state.value, at, job_id))
         self._event(db, job_id, state, at, **detail)
 
-    def _enqueue(self, db: sqlite3.Connection, kind: str, method: str, path: str, key: str, body: dict, at: str) -> None:
+    def _enqueue(self, db: sqlite3.Connection, kind: str, method: str, path: str, key: str, body: dict, at: str,
+                 job_id: str | None = None) -> None:
         db.execute(
-            "INSERT OR IGNORE INTO outbox(kind, method, path, idempotency_key, body, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (kind, method, path, key, json.dumps(body, sort_keys=True), at),
+            "INSERT OR IGNORE INTO outbox(kind, method, path, idempotency_key, body, created_at, job_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (kind, method, path, key, json.dumps(body, sort_keys=True), at, job_id),
         )
         self._queued = True
 
@@ -220,7 +222,8 @@ class Journal:
                        (JobState.REJECTED.value, reason, now, job_id))
             self._event(db, job_id, JobState.REJECTED, now, reason=reason, message=message)
             body = {"station": self.station, "status": "rejected", "reason": reason, "message": message, "attempts": []}
-            self._enqueue(db, "outcome", "PUT", f"/v1/jobs/{job_id}/outcome", f"{self.station}:{job_id}:outcome", body, now)
+            self._enqueue(db, "outcome", "PUT", f"/v1/jobs/{job_id}/outcome", f"{self.station}:{job_id}:outcome", body, now,
+                      job_id=job_id)
 
     def leases_to_renew(self, expiring_before: datetime) -> list[str]:
         """Printable jobs whose lease runs out before `expiring_before`, soonest first."""
@@ -406,7 +409,8 @@ class Journal:
         if state in (JobState.EXPIRED, JobState.RELEASED):
             # Not printed and never will be here: the lease goes back, no outcome is claimed.
             self._enqueue(db, "release", "POST", f"/v1/stations/{self.station}/leases/release",
-                          f"{self.station}:{job_id}:release", {"job_ids": [job_id], "reason": reason or state.value}, now)
+                          f"{self.station}:{job_id}:release", {"job_ids": [job_id], "reason": reason or state.value}, now,
+                          job_id=job_id)
             db.execute("UPDATE jobs SET payload = NULL WHERE job_id = ?", (job_id,))
             return
         status = "printed" if state is JobState.PRINTED else "failed"
@@ -415,7 +419,8 @@ class Journal:
             body["reason"] = reason
         if state is JobState.PRINTED:
             body["printed_at"] = now
-        self._enqueue(db, "outcome", "PUT", f"/v1/jobs/{job_id}/outcome", f"{self.station}:{job_id}:outcome", body, now)
+        self._enqueue(db, "outcome", "PUT", f"/v1/jobs/{job_id}/outcome", f"{self.station}:{job_id}:outcome", body, now,
+                      job_id=job_id)
 
     # -- recovery -------------------------------------------------------------------------
 
@@ -652,9 +657,9 @@ class Journal:
         now = stamp(at or utcnow())
         with self._tx() as db:
             db.execute("UPDATE outbox SET delivered_at = ? WHERE id = ?", (now, message_id))
-            row = db.execute("SELECT kind, path FROM outbox WHERE id = ?", (message_id,)).fetchone()
-            if row and row[0] == "outcome":
-                job_id = row[1].split("/")[3]
+            row = db.execute("SELECT kind, job_id FROM outbox WHERE id = ?", (message_id,)).fetchone()
+            if row and row[0] == "outcome" and row[1]:
+                job_id = row[1]
                 # Upstream has it: the signed job (NIK, name, photo, chip image) and the chip's
                 # checks go; the outcome's copy of the checks goes with them.
                 db.execute("UPDATE jobs SET payload = NULL WHERE job_id = ?", (job_id,))
@@ -678,8 +683,7 @@ class Journal:
         overwritten: the writer sets secure_delete)."""
         with self._lock:
             db = self._db
-            acked = ("SELECT replace(replace(path, '/v1/jobs/', ''), '/outcome', '') FROM outbox"
-                     " WHERE kind = 'outcome' AND delivered_at IS NOT NULL")
+            acked = "SELECT job_id FROM outbox WHERE kind = 'outcome' AND delivered_at IS NOT NULL"
             return {
                 "payloads_held": db.execute("SELECT COUNT(*) FROM jobs WHERE payload IS NOT NULL").fetchone()[0],
                 "payloads_held_after_outcome_acknowledged": db.execute(
@@ -823,8 +827,8 @@ class Journal:
             db.execute("DELETE FROM purge")
             db.execute(
                 f"INSERT INTO purge SELECT job_id FROM jobs WHERE state IN ({finished}) AND updated_at < ?"
-                " AND job_id NOT IN (SELECT replace(replace(path, '/v1/jobs/', ''), '/outcome', '') FROM outbox"
-                " WHERE delivered_at IS NULL AND refused_at IS NULL)",
+                " AND job_id NOT IN (SELECT job_id FROM outbox"
+                " WHERE job_id IS NOT NULL AND delivered_at IS NULL AND refused_at IS NULL)",
                 (*[s.value for s in FINAL], cutoff),
             )
             db.execute("DELETE FROM job_events WHERE job_id IN (SELECT job_id FROM purge)")

@@ -118,6 +118,12 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX discrepancies_open ON discrepancies(printer, resolved_at);
     """,
+    # 3: the outbox names the job a message is about, so nothing parses it back out of a URL.
+    """
+    ALTER TABLE outbox ADD COLUMN job_id TEXT;
+    UPDATE outbox SET job_id = replace(replace(path, '/v1/jobs/', ''), '/outcome', '') WHERE kind = 'outcome';
+    CREATE INDEX outbox_by_job ON outbox(job_id, kind);
+    """,
 ]
 
 

@@ -27,7 +27,7 @@ from agent.render_ahead import RenderAhead
 from agent.stage_clock import StageClock
 from drivers.evolis import EvolisPrinter, JobSettings
 from drivers.faults import Fault
-from drivers.link import open_link
+from drivers.link_url import open_link
 from drivers.printer_errors import CommandRejected, PrinterError
 from drivers.pcsc import PcscError, PcscReader
 

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import structlog
 
-from agent.chip.profile import load_profile
+from agent.chip.registry import load_profile
 from agent.config import ConfigError, StationConfig, config_warnings
 from agent.control_socket import ControlPanel
 from agent.forecast import schedule_for

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import struct
-import time
 import zlib
 
 import numpy as np
@@ -212,10 +211,10 @@ def test_decompression_bomb_is_refused_before_decoding() -> None:
         + _chunk(b"IDAT", zlib.compress(bytes(10_000_000), 9))
         + _chunk(b"IEND", b"")
     )
-    started = time.monotonic()
+    # Refused by its header (the size in the message), before a byte is decompressed; decoding
+    # it would take gigabytes and minutes, which pytest-timeout would catch.
     with pytest.raises(CardImageError, match="got 100000 x 100000"):
         render_card(bomb, None)
-    assert time.monotonic() - started < 0.5
 
 
 def test_oversized_file_is_refused() -> None:
@@ -228,18 +227,3 @@ def test_oversized_file_is_refused() -> None:
 def test_unknown_depth_is_a_value_error() -> None:
     with pytest.raises(ValueError):
         render_card(png(solid((0, 0, 0))), None, depth=16)
-
-
-def test_a_realistic_card_renders_within_the_print_loop_budget() -> None:
-    y, x = np.mgrid[0:HEIGHT, 0:WIDTH]
-    front = np.stack([x * 255 // WIDTH, y * 255 // HEIGHT, (x + y) * 255 // (WIDTH + HEIGHT)], axis=2)
-    front = front.astype(np.uint8)
-    front[100:600:7, 50:600] = 0
-    back = solid((255, 255, 255))
-    back[50:600:9, 40:900] = 0
-    front_png, back_png = png(front), png(back)
-    render_card(front_png, back_png)  # warm up
-    started = time.perf_counter()
-    render_card(front_png, back_png)
-    # Measured about 30 ms; the bound only catches a per-pixel Python loop creeping in.
-    assert time.perf_counter() - started < 0.5

@@ -13,7 +13,7 @@ import pytest
 import serial
 from PIL import Image
 
-from agent.chip.profile import load_profile
+from agent.chip.registry import load_profile
 from drivers.pcsc import PcscReader
 from simulators.chip_image import ChipSubject, build_chip_files
 from simulators.pki import TestPki

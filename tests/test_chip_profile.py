@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from agent.chip.profile import ChipError, ChipExpectation, ChipFailure, Verdict, load_profile
+from agent.chip.profile import ChipError, ChipExpectation, ChipFailure, Verdict
+from agent.chip.registry import load_profile
 from drivers.pcsc import ReaderUnavailable
 from simulators.chip import VirtualChip
 from simulators.chip_image import ChipSubject, build_chip_files

@@ -12,7 +12,8 @@ import pytest
 
 from drivers.evolis import EvolisPrinter, JobSettings, Panel, Timeouts, panel_size
 from drivers.faults import Fault
-from drivers.link import Link, open_link
+from drivers.link import Link
+from drivers.link_url import open_link
 from drivers.printer_errors import CommandRejected, LinkError, ProtocolError, ReplyTimeout
 from drivers.printer_status import PrinterStatus
 
@@ -282,17 +283,14 @@ def test_download_sends_exactly_header_payload_and_cr(canned: CannedPrinter, pri
     assert canned.frames == [b"\x1bDb;y;128;" + data + b"\r"]
 
 
-def test_download_of_a_full_panel_is_one_write_and_quick(canned: CannedPrinter) -> None:
+def test_download_of_a_full_panel_is_one_write(canned: CannedPrinter) -> None:
     writes: list[int] = []
     with open_link(
         f"serial://{canned.path}",
         trace=lambda direction, data: writes.append(len(data)) if direction == "tx" else None,
     ) as traced:
-        started = time.monotonic()
         EvolisPrinter(traced).download(Panel("c", 128, bytes(panel_size(128))))
-        elapsed = time.monotonic() - started
-    assert writes == [len(b"\x1bDb;c;128;") + panel_size(128) + 1]
-    assert elapsed < 2.0
+    assert writes == [len(b"\x1bDb;c;128;") + panel_size(128) + 1]  # one write: the speed is bench's
 
 
 def test_k_panel_goes_at_depth_two(canned: CannedPrinter, printer: EvolisPrinter) -> None:

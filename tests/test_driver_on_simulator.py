@@ -16,7 +16,7 @@ import pytest
 
 from drivers.evolis import CardPosition, CommandRejected, EvolisPrinter, Panel, panel_size
 from drivers.faults import Fault
-from drivers.link import open_link
+from drivers.link_url import open_link
 
 SLOT = 3  # vpcd slot "Virtual PCD B 00 01": the other suites use 0 and 1
 

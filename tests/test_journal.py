@@ -287,3 +287,31 @@ def test_a_loop_of_interruptions_ends_at_its_own_cap(journal):
         states.append(journal.spoiled(c.job_id, c.attempt, "interrupted"))
     assert states[-1] is JobState.FAILED and all(s is JobState.LEASED for s in states[:-1])
     assert journal.outbox_next().body["reason"] == "too-many-interruptions"
+
+
+def test_a_journal_of_schema_2_gains_the_outbox_job_id_and_keeps_its_messages(tmp_path):
+    """Upgrading in the field: an outcome queued by the previous release is still delivered, and
+    acknowledging it still purges that job's personal data (schema 3 names the job in the outbox)."""
+    from agent.journal_schema import MIGRATIONS, _statements
+
+    path = tmp_path / "journal.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    for script in MIGRATIONS[:2]:
+        for statement in _statements(script):
+            db.execute(statement)
+    db.execute("INSERT INTO schema_version(version) VALUES (2)")
+    db.execute("INSERT INTO jobs(job_id, state, not_after, lease_expires_at, payload, received_at, updated_at)"
+               " VALUES ('J-OLD', 'printed', '2030-01-01T00:00:00Z', '2030-01-01T00:00:00Z', '{\"nik\": \"1\"}',"
+               " '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')")
+    db.execute("INSERT INTO outbox(kind, method, path, idempotency_key, body, created_at) VALUES"
+               " ('outcome', 'PUT', '/v1/jobs/J-OLD/outcome', 'st-1:J-OLD:outcome', '{}', '2026-01-01T00:00:00Z')")
+    db.close()
+    journal = Journal(path, "st-1")
+    assert journal._db.execute("SELECT version FROM schema_version").fetchone()[0] == len(MIGRATIONS)
+    message = journal.outbox_next()
+    assert message is not None and message.path == "/v1/jobs/J-OLD/outcome"
+    assert journal._db.execute("SELECT job_id FROM outbox WHERE id = ?", (message.id,)).fetchone()[0] == "J-OLD"
+    journal.outbox_delivered(message.id)
+    assert journal._db.execute("SELECT payload FROM jobs WHERE job_id = 'J-OLD'").fetchone()[0] is None
+    journal.close()

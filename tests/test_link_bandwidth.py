@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from drivers.evolis import EvolisPrinter, Panel, panel_size
-from drivers.link import open_link
+from drivers.link_url import open_link
 from simulators.chip import VirtualChip
 from simulators.evolis_server import EvolisServer, serve
 from simulators.link_bandwidth import Bandwidth, LinkClock, PacedLink, UsbSpeed

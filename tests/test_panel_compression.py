@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drivers.evolis import CommandRejected, EvolisPrinter, Panel, panel_size
-from drivers.link import open_link
+from drivers.link_url import open_link
 from drivers.panel_compression import compress_mono
 from simulators.panel_compression import CompressedPanelError, expand_mono
 from simulators.printer import Fault

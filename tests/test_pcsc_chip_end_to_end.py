@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from agent.chip.profile import ChipError, ChipExpectation, ChipFailure, load_profile
+from agent.chip.profile import ChipError, ChipExpectation, ChipFailure
+from agent.chip.registry import load_profile
 from drivers.iso7816 import FileAccess
 from drivers.pcsc import CardNotPresent, CardRemoved, PcscReader, ReaderUnavailable
 from simulators.chip import VirtualChip
@@ -54,7 +55,8 @@ def test_waiting_on_an_empty_reader_times_out_as_card_not_present(card: VpcdCard
     start = time.monotonic()
     with pytest.raises(CardNotPresent):
         reader.wait_for_card(0.3)
-    assert 0.25 < time.monotonic() - start < 2.0
+    # It waited (no upper bound: a busy machine may be slow to wake it; a hang is pytest-timeout's).
+    assert time.monotonic() - start > 0.25
 
 
 def test_a_reader_pcscd_does_not_list_is_unavailable(pcscd: list[str]) -> None:
@@ -151,5 +153,6 @@ def test_an_apdu_round_trip_through_pcscd_is_fast(
         start = time.monotonic()
         for _ in range(50):
             session.transmit(bytes.fromhex("00A4040C07") + AID)
-        # A delayed TCP ACK on the card's socket would cost ~40 ms an APDU (2 s here).
-        assert time.monotonic() - start < 0.5
+        # A delayed TCP ACK on the card's socket would cost ~40 ms an APDU (2 s here); a loaded
+        # machine costs far less than that.
+        assert time.monotonic() - start < 1.5

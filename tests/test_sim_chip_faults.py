@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 
 from agent.chip.encoder_station import StationTimeouts, encode_and_verify
-from agent.chip.profile import ChipError, ChipExpectation, ChipFailure, ChipProfile, Verdict, load_profile
+from agent.chip.profile import ChipError, ChipExpectation, ChipFailure, ChipProfile, Verdict
+from agent.chip.registry import load_profile
 from drivers.pcsc import PcscReader
 from simulators.chip import VirtualChip
 from simulators.chip_faults import ChipFault, apply_chip_fault

@@ -17,7 +17,7 @@ from PIL import Image
 
 from drivers.evolis import CommandRejected, EvolisPrinter
 from drivers.faults import Fault
-from drivers.link import open_link
+from drivers.link_url import open_link
 from simulators.printer import Equipment
 from tests.evolis_guide_decoder import upright, unpack
 from tests.sim_printer_rig import PANEL_K, Rig, running_printer

@@ -10,7 +10,8 @@ import usb.core
 import usb.util
 
 from drivers.evolis import EvolisPrinter
-from drivers.link import LinkError, open_link
+from drivers.link import LinkError
+from drivers.link_url import open_link
 from drivers.usb_relay_backend import RELAY_ENV, RelayBackend
 from tests.usb_printer_rig import SERIAL, usb_printer
 

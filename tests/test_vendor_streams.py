@@ -27,7 +27,7 @@ from PIL import Image
 
 from agent.card_render import render_card
 from drivers.evolis import EvolisPrinter
-from drivers.link import open_link
+from drivers.link_url import open_link
 from simulators.card_art import render_front
 from simulators.job_factory import synthetic_specs
 from tests.evolis_guide_decoder import faces, read_commands, upright

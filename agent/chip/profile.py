@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:  # the configuration checks profile names without loading the PC/SC driver
@@ -104,20 +103,3 @@ class ChipProfile(Protocol):
         too slow or leaves; ReaderUnavailable and PcscServiceUnavailable propagate as they are.
         """
         ...
-
-
-PROFILES = ("icao9303",)
-
-
-def load_profile(name: str, trust_anchor_paths: list[Path]) -> ChipProfile:
-    """The profile called `name`, trusting the CSCA certificates in `trust_anchor_paths` (PEM or DER).
-
-    Raises ValueError for an unknown profile name or an unreadable trust anchor file.
-    """
-    if name == "icao9303":
-        # Imported here: the profile module imports this one for its types.
-        from agent.chip.icao9303 import Icao9303Profile
-        from agent.chip.passive_auth import TrustAnchors
-
-        return Icao9303Profile(TrustAnchors.load(trust_anchor_paths))
-    raise ValueError(f"unknown chip profile {name!r}: known profiles are {', '.join(PROFILES)}")
