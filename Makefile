@@ -8,11 +8,13 @@ STAMP  := $(VENV)/.installed
 demo: setup pcscd
 	$(VENV)/bin/printstation demo --cards 20
 
-# As root the suite runs with a pcscd of its own in private namespaces (scripts/private-pcscd.sh),
-# so it may restart pcscd and bind vpcd ports without touching the machine's; otherwise it uses
-# the running pcscd.
+# As root the suite runs as $(SHARDS) shards at once, each with a pcscd of its own in private
+# namespaces (scripts/private-pcscd.sh, scripts/test-shards.py), so it may restart pcscd and bind
+# vpcd ports without touching the machine's or another shard's; otherwise it runs in one piece on
+# the running pcscd. `make test SHARDS=1` runs one shard.
+SHARDS ?= 2
 test: setup pcscd lint
-	@if [ "$$(id -u)" = 0 ]; then scripts/private-pcscd.sh $(VENV)/bin/pytest -q; else $(VENV)/bin/pytest -q; fi
+	@if [ "$$(id -u)" = 0 ]; then $(PY) scripts/test-shards.py --shards $(SHARDS) --python $(PY); else $(VENV)/bin/pytest -q; fi
 
 # Linters that would have caught a shadowed definition or a wrong type before a test did, and the
 # import contracts (pyproject.toml [tool.importlinter]): the layers, and no cycles.
