@@ -44,6 +44,29 @@ IN_PRINTER = (JobState.FEEDING, JobState.ENCODING, JobState.PRINTING, JobState.E
 FINAL = (JobState.PRINTED, JobState.FAILED, JobState.REJECTED, JobState.RELEASED, JobState.EXPIRED)
 
 
+# The allowed moves of a job (a state may also be entered again, e.g. a recovery settling it twice).
+# No move leaves a final state: that is what keeps a printed job from being printed again.
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.LEASED: frozenset({JobState.FEEDING, JobState.HELD, JobState.FAILED, JobState.REJECTED,
+                                JobState.RELEASED, JobState.EXPIRED}),
+    JobState.HELD: frozenset({JobState.LEASED, JobState.PRINTED, JobState.FAILED, JobState.RELEASED,
+                              JobState.EXPIRED}),
+    **{s: frozenset({*IN_PRINTER, JobState.LEASED, JobState.HELD, JobState.PRINTED, JobState.FAILED})
+       for s in IN_PRINTER},
+    **{s: frozenset() for s in FINAL},
+}
+
+
+class TransitionRefused(ValueError):
+    """A move the job's state machine does not allow (a defect in the caller, never bad input)."""
+
+
+def check_transition(job_id: str, before: JobState, after: JobState) -> None:
+    """Raise TransitionRefused unless a job may go from `before` to `after`."""
+    if after is not before and after not in TRANSITIONS.get(before, frozenset()):
+        raise TransitionRefused(f"job {job_id} cannot go from {before.value} to {after.value}")
+
+
 # Cards of one job the station may lose to its own faults before it gives the job up.
 MAX_INTERRUPTIONS = 10
 
@@ -175,6 +198,9 @@ class Journal:
         )
 
     def _set_state(self, db: sqlite3.Connection, job_id: str, state: JobState, at: str, **detail: Any) -> None:
+        row = db.execute("SELECT state FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        if row is not None:
+            check_transition(job_id, JobState(row[0]), state)
         db.execute("UPDATE jobs SET state = ?, updated_at = ? WHERE job_id = ?", (state.value, at, job_id))
         self._event(db, job_id, state, at, **detail)
 

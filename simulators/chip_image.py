@@ -207,7 +207,11 @@ def document_number_from_dg1(dg1: bytes) -> str | None:
 
 
 def tlv(tag: int, value: bytes) -> bytes:
-    """BER-TLV with a one- or two-byte tag and a definite length."""
+    """BER-TLV with a one- or two-byte tag and a definite length.
+
+    Not a twin of agent/chip/tlv.py by accident: a simulator must not import the agent (the
+    import contract in pyproject.toml), and writing the chip image from ISO 7816-4 on its own
+    is what lets it catch a mistake the agent's parser makes."""
     tag_bytes = tag.to_bytes(2 if tag > 0xFF else 1, "big")
     n = len(value)
     if n < 0x80:

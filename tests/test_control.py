@@ -14,28 +14,17 @@ import socket
 import subprocess
 import sys
 import tarfile
-import time
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.crash_station import wait_until  # one waiting helper for every rig
+
 AGENT = [sys.executable, "-m", "agent"]
 JOBS = 6
 BLANKS = 10
-
-
-def wait_until(predicate: Callable[[], object], timeout: float, what: str, step: float = 0.25) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(step)
 
 
 class StationRig:

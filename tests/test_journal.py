@@ -315,3 +315,17 @@ def test_a_journal_of_schema_2_gains_the_outbox_job_id_and_keeps_its_messages(tm
     journal.outbox_delivered(message.id)
     assert journal._db.execute("SELECT payload FROM jobs WHERE job_id = 'J-OLD'").fetchone()[0] is None
     journal.close()
+
+
+def test_no_move_leaves_a_final_state(journal):
+    """The state machine, not each caller, keeps a printed job from going back into a printer."""
+    from agent.journal import TransitionRefused
+
+    add(journal)
+    c = journal.claim_next("p1", at=NOW)
+    journal.fed(c.job_id, c.attempt, "p1")
+    journal.printed(c.job_id, c.attempt, 1)
+    with pytest.raises(TransitionRefused, match="from printed to printing"):
+        journal.advance("J1", JobState.PRINTING)
+    assert journal.job_state("J1") is JobState.PRINTED
+    assert journal.claim_next("p1", at=NOW) is None
