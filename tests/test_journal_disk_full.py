@@ -63,13 +63,19 @@ def test_full_journal_disk_stops_feeding_alerts_and_loses_nothing(pcscd, tmp_pat
         def printer_paused() -> int:
             return sum("printer-paused" in line and "journal-unwritable" in line for line in rig.agent_log().splitlines())
 
-        wait_until(printer_paused, 60, "the printer's loop to say the journal cannot be written")
-        # Once the printer's loop has paused, no new blank may be fed (a card already under way
-        # waits in the printer, to be settled when the journal can record it) while it keeps
-        # finding the journal unwritable: three more times, by its own log.
+        def unwritable() -> int:
+            return rig.agent_log().count("journal-unwritable")
+
+        # Settled: the printer's loop has paused on the journal, or it has no card in hand while
+        # intake keeps failing to record new jobs (then it has nothing left to claim).
+        wait_until(lambda: printer_paused() or (unwritable() >= 3 and rig.printer_state()["card"] is None), 120,
+                   "the station to settle on the unwritable journal")
+        # From then on no new blank may be fed (a card already under way waits in the printer, to be
+        # settled when the journal can record it) while the station keeps finding the journal
+        # unwritable: three more times, by its own log.
         inserted = rig.printer_state()["cards_inserted"]
-        seen = printer_paused()
-        wait_until(lambda: printer_paused() >= seen + 3, 60, "the printer's loop to keep finding the journal unwritable")
+        seen = unwritable()
+        wait_until(lambda: unwritable() >= seen + 3, 60, "the station to keep finding the journal unwritable")
         assert rig.printer_state()["cards_inserted"] == inserted, "no blank was fed while the journal could not record it"
         assert rig.agent_alive()
         (small_disk / "filler").unlink()  # the operator frees the disk; the station carries on by itself
