@@ -53,8 +53,9 @@ def test_full_journal_disk_stops_feeding_alerts_and_loses_nothing(pcscd, tmp_pat
     """Filled mid-run, then freed without a restart: no blank fed while nothing can be recorded,
     every job printed once, none left leased to the station upstream (the witness: the printer's
     card log and what upstream received)."""
-    # Enough jobs that printing is still under way when the disk fills (a card takes well under a second here).
-    with StationRig(tmp_path, jobs=JOBS, blanks=JOBS + 3, prefetch=JOBS) as rig:
+    # Enough jobs that printing is still under way when the disk fills, and few held at a time, so
+    # intake must find room for new jobs (free pages of purged payloads cannot hide the full disk).
+    with StationRig(tmp_path, jobs=JOBS, blanks=JOBS + 3, prefetch=2) as rig:
         rig.journal_path = small_disk / "journal.db"
         rig.start()
         rig.start_agent()
