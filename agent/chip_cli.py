@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
+
+from agent.private_file import write_private  # a chip image is personal data: owner only
 
 DEFAULT_CONFIG = Path("/etc/printstation/station.toml")
 
@@ -150,7 +151,7 @@ def _dump(args: argparse.Namespace) -> int:
                 except FileNotFound:
                     continue
                 if content:
-                    _write_private(args.dir / file_name(ef), content)
+                    write_private(args.dir / file_name(ef), content)
                     written.append(file_name(ef))
     except CardNotPresent:
         raise ChipToolError(f"no card at the encoder station of {args.printer} (reader '{reader.name}'). "
@@ -169,10 +170,3 @@ def _dump(args: argparse.Namespace) -> int:
     else:
         print(f"{len(written)} files from {args.printer} in {args.dir}: {', '.join(written) or 'none (a blank chip)'}")
     return 0
-
-
-def _write_private(path: Path, content: bytes) -> None:
-    # A chip image is personal data: only its owner may read the copy.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(content)

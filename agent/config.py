@@ -7,7 +7,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -97,6 +97,7 @@ class StationConfig:
     stock: StockConfig = StockConfig()
     metrics: MetricsListen | None = None  # [metrics] listen; None: no metrics endpoint
     source: Path | None = field(default=None, compare=False)
+    warnings: tuple[str, ...] = field(default=(), compare=False)  # allowed but risky (`config check` shows them)
 
 
 _PANEL_DEPTHS = (2, 32, 64, 128)
@@ -243,11 +244,6 @@ def check_config_report(path: Path | str) -> tuple[list[ConfigError], list[str]]
     except ConfigError as exc:  # unreadable, or not TOML: nothing further can be checked
         return [exc], []
     return problems, warnings
-
-
-def config_warnings(path: Path | str) -> list[str]:
-    """The warnings of a configuration that loads (the daemon logs them at start)."""
-    return check_config_report(path)[1]
 
 
 def _load(path: Path, *, collect: bool) -> tuple[StationConfig, list[ConfigError], list[str]]:
@@ -446,4 +442,4 @@ def _load(path: Path, *, collect: bool) -> tuple[StationConfig, list[ConfigError
         metrics=metrics,
         source=path,
     )
-    return config, r.problems, r.warnings
+    return replace(config, warnings=tuple(r.warnings)), r.problems, r.warnings

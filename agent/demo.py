@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 
 from agent.journal import Journal
+from agent.private_file import write_private
 
 PROGRESS_POLL_S = 0.25
 
@@ -178,11 +179,7 @@ class Demo:
             lines += ["[[printers]]", f'name = "{printer["name"]}"', f'link = "{link}"',
                       f'reader = "{printer["reader"]}"', ""]
         path = self.root / "station.toml"
-        # It holds the upstream token: readable by its owner alone, from the first byte.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write("\n".join(lines))
-        os.chmod(path, 0o600)
+        write_private(path, "\n".join(lines).encode())  # it holds the upstream token
         # The operator loads the blanks into the hopper and records the load in the ledger.
         journal = Journal(self.root / "agent" / "journal.db", "demo-station")
         for printer in devices["printers"]:

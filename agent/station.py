@@ -11,7 +11,7 @@ from datetime import timedelta
 import structlog
 
 from agent.chip.registry import load_profile
-from agent.config import ConfigError, StationConfig, config_warnings
+from agent.config import ConfigError, StationConfig
 from agent.control_socket import ControlPanel
 from agent.forecast import schedule_for
 from agent.intake import Intake, prefetch_for
@@ -82,7 +82,7 @@ class Station:
         threads += [self._thread(f"printer-{w.name}", w.run) for w in self.workers]
         log.info("station-ready", station=self.config.station_id, printers=[w.name for w in self.workers],
                  journal=str(self.config.journal))
-        for warning in config_warnings(self.config.source) if self.config.source else ():
+        for warning in self.config.warnings:
             log.warning("config-warning", warning=warning)
         self.control.start()
         if self.metrics is not None:
