@@ -7,14 +7,14 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from agent.control_client import DEFAULT_CONFIG, add_commands
+from agent.ops.control_client import DEFAULT_CONFIG, add_commands
 
 
 def _run(args: argparse.Namespace) -> int:
-    from agent import logs
-    from agent.config import ConfigError, load_config
+    from agent.core import logs
+    from agent.core.config import ConfigError, load_config
     from agent.journal import JournalError
-    from agent.station import Station
+    from agent.station.daemon import Station
 
     # Under systemd the output goes to journald: JSON lines, whether or not --log-json was given.
     logs.configure(json_output=args.log_json or logs.under_journald())
@@ -50,14 +50,14 @@ def _add_module(sub: argparse._SubParsersAction, name: str, help_text: str, modu
 
 
 COMMANDS: list[tuple[str, str, str]] = [
-    ("demo", "print a batch on virtual hardware, end to end", "agent.demo"),
+    ("demo", "print a batch on virtual hardware, end to end", "agent.tools.demo"),
     ("simulate", "run virtual card printers (ptys) with their chips on vpcd", "simulators.simulate"),
     ("simulate-ctl", "inject faults into running virtual printers (jam, cover-open, ...)", "simulators.simulate_ctl"),
-    ("upstream-sim", "run the reference upstream issuance server", "simulators.upstream"),
-    ("hopper", "blank ledger: load, adjust, reconcile with the printers", "agent.hopper"),
-    ("stock", "the storeroom: record deliveries of blanks from the centre", "agent.stock_cli"),
-    ("chip", "verify a chip image held as files, or dump the card at a printer's encoder station", "agent.chip_cli"),
-    ("bench", "measure utilisation, scaling, cost per card and footprint on virtual hardware", "agent.bench"),
+    ("upstream-sim", "run the reference upstream issuance server", "simulators.upstream.server"),
+    ("hopper", "blank ledger: load, adjust, reconcile with the printers", "agent.ops.hopper"),
+    ("stock", "the storeroom: record deliveries of blanks from the centre", "agent.ops.stock_cli"),
+    ("chip", "verify a chip image held as files, or dump the card at a printer's encoder station", "agent.ops.chip_cli"),
+    ("bench", "measure utilisation, scaling, cost per card and footprint on virtual hardware", "agent.tools.bench"),
 ]
 
 

@@ -26,17 +26,17 @@ from typing import Any, Callable
 
 from smartcard import scard
 
-from simulators.card_rebuild import CardPictures
-from simulators.chip import VirtualChip
-from simulators.control import ControlError, ControlServer, PrinterTarget, apply_action
-from simulators.evolis_server import ByteLink, EvolisServer, LineFaults, serve
-from simulators.fault_schedule import ScheduleError, by_printer, load_schedule
-from simulators.printer import (Capacities, CardLeft, DutyCycle, Equipment, Identity, Printer, PrinterState,
+from simulators.printer.card_rebuild import CardPictures
+from simulators.chip.emulator import VirtualChip
+from simulators.printer.control import ControlError, ControlServer, PrinterTarget, apply_action
+from simulators.printer.server import ByteLink, EvolisServer, LineFaults, serve
+from simulators.printer.fault_schedule import ScheduleError, by_printer, load_schedule
+from simulators.printer.machine import (Capacities, CardLeft, DutyCycle, Equipment, Identity, Printer, PrinterState,
                                 Timings, departure_line)
-from simulators.link_bandwidth import DEFAULT_BAUD, Bandwidth, LinkClock, PacedLink, UsbSpeed
-from simulators.pty_port import StablePort
-from simulators.usb_port import VIRTUAL_PRODUCT_ID, VIRTUAL_VENDOR_ID, UsbIdentity, UsbPort, relay_socket_path
-from simulators.vpcd_card import VpcdCard
+from simulators.printer.link_bandwidth import DEFAULT_BAUD, Bandwidth, LinkClock, PacedLink, UsbSpeed
+from simulators.printer.pty_port import StablePort
+from simulators.printer.usb_port import VIRTUAL_PRODUCT_ID, VIRTUAL_VENDOR_ID, UsbIdentity, UsbPort, relay_socket_path
+from simulators.chip.vpcd import VpcdCard
 
 log = logging.getLogger("simulate")
 
@@ -72,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: contactless,smart,feeder,flip-over)")
     parser.add_argument("--status-words", action="store_true",
                         help="also answer `Rst` (the status words of newer firmware, in no revision of the guide)")
-    parser.add_argument("--faults", type=Path, help="fault schedule, JSON or .toml (see simulators/fault_schedule.py)")
+    parser.add_argument("--faults", type=Path, help="fault schedule, JSON or .toml (see simulators/printer/fault_schedule.py)")
     parser.add_argument("--hopper-capacity", type=int, help="blanks the feeder holds (default: no limit)")
     parser.add_argument("--output-capacity", type=int, help="cards the output hopper holds (default: no limit)")
     parser.add_argument("--reject-capacity", type=int, help="cards the reject box holds (default: no limit)")
@@ -208,7 +208,7 @@ class WatchedReader:
     agrees (bounded by PCSCD_FOLLOW_S; past that, or without pcscd, it logs and goes on).
 
     Chip faults armed through the control channel strike the next cards put on the reader: each
-    such card is a fresh vpcd card object handed to `simulators.chip_faults.apply_chip_fault`
+    such card is a fresh vpcd card object handed to `simulators.chip.faults.apply_chip_fault`
     first, so the fault ends with the card and the next blank is healthy.
     """
 
@@ -220,9 +220,9 @@ class WatchedReader:
 
     def arm(self, fault: str, cards: int) -> None:
         """Give the next `cards` chips put on the reader `fault`. Raises ControlError when chip faults are missing."""
-        if importlib.util.find_spec("simulators.chip_faults") is None:
-            raise ControlError("chip faults are not built yet (simulators/chip_faults.py is missing)")
-        from simulators.chip_faults import ChipFault
+        if importlib.util.find_spec("simulators.chip.faults") is None:
+            raise ControlError("chip faults are not built yet (simulators/chip/faults.py is missing)")
+        from simulators.chip.faults import ChipFault
 
         if fault not in {f.value for f in ChipFault}:
             raise ControlError(f"no chip fault {fault!r}; chip faults are: {', '.join(f.value for f in ChipFault)}")
@@ -236,7 +236,7 @@ class WatchedReader:
         """Put `chip` on the reader. Raises VpcdUnavailable (an OSError) when vpcd is not there."""
         self._card = self._healthy
         if self._armed:
-            from simulators.chip_faults import apply_chip_fault
+            from simulators.chip.faults import apply_chip_fault
 
             fault = self._armed[0]
             fault[1] -= 1

@@ -1,6 +1,6 @@
 """`printstation simulate-ctl --state-dir DIR PRINTER ACTION [VALUE] [--for S] [--delay D] [--cards N]`.
 
-Does something to a running virtual printer through its control channel (simulators/control.py):
+Does something to a running virtual printer through its control channel (simulators/printer/control.py):
 
     simulate-ctl --state-dir DIR p1 jam            simulate-ctl --state-dir DIR p1 clear
     simulate-ctl --state-dir DIR p1 cover-open --for 5
@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from simulators.control import ActionName, ControlError, parse_action, send_request
+from simulators.printer.control import ActionName, ControlError, parse_action, send_request
 
 # Actions whose VALUE is a number, and the request field it fills.
 _NUMBER_VALUE = {ActionName.RIBBON_LOAD: "count", ActionName.HOPPER_LOAD: "count", ActionName.GARBAGE: "count"}

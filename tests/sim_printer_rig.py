@@ -18,11 +18,11 @@ from typing import Any
 
 import serial
 
-from simulators.card_rebuild import CardPictures
-from simulators.chip import VirtualChip
-from simulators.evolis_server import EvolisServer, FrameReader, LineFaults, serve
-from simulators.printer import Printer, PrinterState, Timings
-from simulators.pty_port import PtyPort
+from simulators.printer.card_rebuild import CardPictures
+from simulators.chip.emulator import VirtualChip
+from simulators.printer.server import EvolisServer, FrameReader, LineFaults, serve
+from simulators.printer.machine import Printer, PrinterState, Timings
+from simulators.printer.pty_port import PtyPort
 from simulators.simulate import CardLog, StateFile
 
 PANEL_K = 82_296  # bytes of a depth-2 panel

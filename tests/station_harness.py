@@ -1,6 +1,6 @@
 """The whole station for fault tests: the real simulator, upstream and agent processes.
 
-Built on agent/demo.py's Demo (same processes, same configuration) with two additions: extra
+Built on agent/tools/demo.py's Demo (same processes, same configuration) with two additions: extra
 options for `printstation simulate` (a fault schedule, capacities) and the simulator's control
 channel. Every process is stopped when the `station` context ends.
 """
@@ -20,8 +20,8 @@ from typing import Any
 
 import httpx
 
-from agent.demo import Demo
-from simulators.control import send_request
+from agent.tools.demo import Demo
+from simulators.printer.control import send_request
 
 
 class _FaultDemo(Demo):

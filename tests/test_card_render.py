@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from agent.card_render import CardImageError, render_card
-from drivers.evolis import DEPTH_BITS, PANEL_LINES, PANEL_WIDTH, Panel, panel_size
+from agent.station.card_render import CardImageError, render_card
+from drivers.evolis.printer import DEPTH_BITS, PANEL_LINES, PANEL_WIDTH, Panel, panel_size
 
 WIDTH, HEIGHT = 1016, 648
 

@@ -15,7 +15,7 @@ from PIL import Image
 
 from agent.chip.registry import load_profile
 from drivers.pcsc import PcscReader
-from simulators.chip_image import ChipSubject, build_chip_files
+from simulators.chip.image import ChipSubject, build_chip_files
 from simulators.pki import TestPki
 from tests.chip_station_rig import running_station
 

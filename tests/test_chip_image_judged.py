@@ -15,8 +15,8 @@ import pytest
 from agent.chip.icao9303 import Icao9303Profile
 from agent.chip.passive_auth import TrustAnchors
 from agent.chip.profile import ChipExpectation, ChipFailure, Verdict
-from simulators.authority import Authority
-from simulators.job_factory import JobFactory
+from simulators.upstream.authority import Authority
+from simulators.upstream.job_factory import JobFactory
 from simulators.pki import TestPki
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "testdata" / "icao-bsi-tr03105-5"

@@ -18,8 +18,8 @@ from PIL import Image
 from agent.chip.profile import ChipError, ChipExpectation, ChipFailure, Verdict
 from agent.chip.registry import load_profile
 from drivers.pcsc import ReaderUnavailable
-from simulators.chip import VirtualChip
-from simulators.chip_image import ChipSubject, build_chip_files
+from simulators.chip.emulator import VirtualChip
+from simulators.chip.image import ChipSubject, build_chip_files
 from simulators.pki import TestPki
 
 AT = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
@@ -206,7 +206,7 @@ def test_a_missing_trust_anchor_file_is_refused_at_load(tmp_path: Path) -> None:
 
 
 def test_an_unknown_profile_in_the_configuration_is_a_config_error_naming_the_known_ones(tmp_path: Path) -> None:
-    from agent.config import ConfigError, load_config
+    from agent.core.config import ConfigError, load_config
 
     (tmp_path / "authority.pem").write_text("-----BEGIN PUBLIC KEY-----\n")
     config = tmp_path / "station.toml"

@@ -17,7 +17,7 @@ from PIL import Image
 from agent.chip.icao9303 import failure_of
 from agent.chip.passive_auth import TrustAnchors, passive_authentication
 from agent.chip.profile import ChipFailure, Verdict
-from simulators.chip_image import ChipSubject, build_chip_files
+from simulators.chip.image import ChipSubject, build_chip_files
 from simulators.pki import ALGORITHMS, TestPki
 
 AT = datetime(2026, 11, 29, tzinfo=timezone.utc)

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from agent.messages import Alert, choose_language, fault_message
+from agent.core.messages import Alert, choose_language, fault_message
 from drivers.faults import LANGUAGES, Fault
 
 BROKEN = """[station]

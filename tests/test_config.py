@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.config import ConfigError, load_config
+from agent.core.config import ConfigError, load_config
 
 GOOD = """
 [station]
@@ -90,7 +90,7 @@ def test_error_in_second_printer_names_its_line(folder):
 
 
 def test_plain_http_to_another_machine_is_a_warning_loopback_is_not(folder):
-    from agent.config import check_config_report
+    from agent.core.config import check_config_report
 
     path = write(folder, GOOD)
     path.chmod(0o600)

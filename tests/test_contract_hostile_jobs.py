@@ -19,10 +19,10 @@ from pathlib import Path
 import httpx
 
 from agent.journal import Journal
-from simulators.authority import Authority
-from simulators.job_factory import JobFactory
+from simulators.upstream.authority import Authority
+from simulators.upstream.job_factory import JobFactory
 from simulators.pki import TestPki
-from simulators.upstream import UpstreamConfig, UpstreamServer
+from simulators.upstream.server import UpstreamConfig, UpstreamServer
 
 STATION = "st-hostile"
 DEADLINE_S = 240.0

@@ -16,12 +16,12 @@ import yaml
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from agent.config import StockConfig, UpstreamConfig
+from agent.core.config import StockConfig, UpstreamConfig
 from agent.journal import Journal, utcnow
-from agent.telemetry import PrinterReading, TelemetryReporter
-from agent.upstream_client import UpstreamClient, UpstreamRefused
-from simulators import upstream as upstream_module
-from simulators.upstream import UpstreamConfig as ServerConfig, UpstreamServer
+from agent.upstream.telemetry import PrinterReading, TelemetryReporter
+from agent.upstream.client import UpstreamClient, UpstreamRefused
+from simulators.upstream import server as upstream_module
+from simulators.upstream.server import UpstreamConfig as ServerConfig, UpstreamServer
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "docs" / "upstream.openapi.yaml"
 SPEC = yaml.safe_load(SPEC_PATH.read_text(encoding="utf-8"))

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from simulators.upstream import UpstreamConfig, UpstreamServer
+from simulators.upstream.server import UpstreamConfig, UpstreamServer
 
 CONTRACT = Path(__file__).resolve().parents[1] / "docs" / "upstream.openapi.yaml"
 

@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from agent.config import UpstreamConfig
-from agent.upstream_client import UpstreamClient, UpstreamRefused, UpstreamUnavailable
-from simulators.upstream import UpstreamConfig as ServerConfig, UpstreamServer
+from agent.core.config import UpstreamConfig
+from agent.upstream.client import UpstreamClient, UpstreamRefused, UpstreamUnavailable
+from simulators.upstream.server import UpstreamConfig as ServerConfig, UpstreamServer
 
 
 class ThrowawayCa:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.crashpoints import CrashPoint
+from agent.station.crashpoints import CrashPoint
 from tests.crash_station import StationRig
 
 # Steps every card passes; the reject steps are reached through recovery of an interrupted card.

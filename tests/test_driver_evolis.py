@@ -10,12 +10,12 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from drivers.evolis import EvolisPrinter, JobSettings, Panel, Timeouts, panel_size
+from drivers.evolis.printer import EvolisPrinter, JobSettings, Panel, Timeouts, panel_size
 from drivers.faults import Fault
-from drivers.link import Link
-from drivers.link_url import open_link
+from drivers.link.base import Link
+from drivers.link.url import open_link
 from drivers.printer_errors import CommandRejected, LinkError, ProtocolError, ReplyTimeout
-from drivers.printer_status import PrinterStatus
+from drivers.evolis.status import PrinterStatus
 
 ESC, CR = b"\x1b", b"\r"
 

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from drivers.faults import Fault
-from drivers.link import MAX_REPLY, Link
-from drivers.link_url import open_link
+from drivers.link.base import MAX_REPLY, Link
+from drivers.link.url import open_link
 from drivers.printer_errors import LinkError, PrinterError, ProtocolError, ReplyTimeout
 
 

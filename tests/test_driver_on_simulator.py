@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from drivers.evolis import CardPosition, CommandRejected, EvolisPrinter, Panel, panel_size
+from drivers.evolis.printer import CardPosition, CommandRejected, EvolisPrinter, Panel, panel_size
 from drivers.faults import Fault
-from drivers.link_url import open_link
+from drivers.link.url import open_link
 
 SLOT = 3  # vpcd slot "Virtual PCD B 00 01": the other suites use 0 and 1
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from drivers.faults import Fault
 from drivers.printer_errors import ProtocolError
-from drivers.printer_status import PrinterStatus, parse_status
+from drivers.evolis.status import PrinterStatus, parse_status
 
 CLEAR = "00000000"
 

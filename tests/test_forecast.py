@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
 
-from agent.forecast import DEFAULT_SCHEDULE, PrintSchedule, Use, forecast, schedule_for
-from agent.print_windows import DAYS, PrintWindow
+from agent.upstream.forecast import DEFAULT_SCHEDULE, PrintSchedule, Use, forecast, schedule_for
+from agent.core.print_windows import DAYS, PrintWindow
 
 MONDAY_OPENING = datetime(2026, 6, 1, 7, 30)  # 1 June 2026 is a Monday
 

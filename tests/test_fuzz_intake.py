@@ -15,11 +15,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from agent.config import UpstreamConfig
-from agent.intake import Intake
-from agent.job_signature import AuthorityKeys, canonical_json
+from agent.core.config import UpstreamConfig
+from agent.upstream.intake import Intake
+from agent.upstream.signature import AuthorityKeys, canonical_json
 from agent.journal import Journal, JobState
-from agent.upstream_client import UpstreamClient, UpstreamRefused
+from agent.upstream.client import UpstreamClient, UpstreamRefused
 
 KEY = Ed25519PrivateKey.generate()
 LEASE_END = datetime.now(timezone.utc) + timedelta(hours=1)

@@ -15,12 +15,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from agent.config import UpstreamConfig
-from agent.intake import Intake
-from agent.job_signature import AuthorityKeys
+from agent.core.config import UpstreamConfig
+from agent.upstream.intake import Intake
+from agent.upstream.signature import AuthorityKeys
 from agent.journal import Journal
-from agent.outbox_sender import OutboxSender
-from agent.upstream_client import UpstreamClient, UpstreamOffContract, UpstreamUnavailable, json_depth
+from agent.upstream.sender import OutboxSender
+from agent.upstream.client import UpstreamClient, UpstreamOffContract, UpstreamUnavailable, json_depth
 
 Answer = Callable[[socket.socket, str, str, bytes], None]
 

@@ -10,8 +10,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.job import JobLimits, JobRejected, JobRejection, parse_job
-from agent.job_signature import AuthorityKeys, canonical_json
+from agent.core.limits import JobLimits
+from agent.upstream.job import JobRejected, JobRejection, parse_job
+from agent.upstream.signature import AuthorityKeys, canonical_json
 
 
 

@@ -292,7 +292,7 @@ def test_a_loop_of_interruptions_ends_at_its_own_cap(journal):
 def test_a_journal_of_schema_2_gains_the_outbox_job_id_and_keeps_its_messages(tmp_path):
     """Upgrading in the field: an outcome queued by the previous release is still delivered, and
     acknowledging it still purges that job's personal data (schema 3 names the job in the outbox)."""
-    from agent.journal_schema import MIGRATIONS, _statements
+    from agent.journal.schema import MIGRATIONS, _statements
 
     path = tmp_path / "journal.db"
     db = sqlite3.connect(path, isolation_level=None)

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from drivers.evolis import EvolisPrinter, Panel, panel_size
-from drivers.link_url import open_link
-from simulators.chip import VirtualChip
-from simulators.evolis_server import EvolisServer, serve
-from simulators.link_bandwidth import Bandwidth, LinkClock, PacedLink, UsbSpeed
-from simulators.printer import Printer, PrinterState
-from simulators.pty_port import PtyPort
+from drivers.evolis.printer import EvolisPrinter, Panel, panel_size
+from drivers.link.url import open_link
+from simulators.chip.emulator import VirtualChip
+from simulators.printer.server import EvolisServer, serve
+from simulators.printer.link_bandwidth import Bandwidth, LinkClock, PacedLink, UsbSpeed
+from simulators.printer.machine import Printer, PrinterState
+from simulators.printer.pty_port import PtyPort
 from tests.sim_printer_rig import RecordingReader
 from tests.usb_printer_rig import usb_printer
 

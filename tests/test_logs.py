@@ -6,7 +6,7 @@ import json
 
 import structlog
 
-from agent import logs
+from agent.core import logs
 
 
 def render(**event):

@@ -11,8 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agent.config import check_config, load_config
-from agent.metrics import CONTENT_TYPE, MetricsListen, PrinterFigures, Snapshot, parse_listen, render
+from agent.core.config import check_config, load_config
+from agent.core.listen import ListenAddress, parse_listen
+from agent.ops.metrics import CONTENT_TYPE, PrinterFigures, Snapshot, render
 from tests.crash_station import AGENT, StationRig, wait_until
 
 # One sample line of the text format: name, optional labels, value.
@@ -76,9 +77,9 @@ def test_the_text_format_escapes_labels_and_names_counters_total():
 
 
 def test_listen_defaults_to_loopback_and_a_wrong_value_is_named_with_its_line(tmp_path):
-    assert parse_listen("9464") == MetricsListen("127.0.0.1", 9464)
-    assert parse_listen("0.0.0.0:9100") == MetricsListen("0.0.0.0", 9100)
-    assert parse_listen("[::1]:9464") == MetricsListen("::1", 9464)
+    assert parse_listen("9464") == ListenAddress("127.0.0.1", 9464)
+    assert parse_listen("0.0.0.0:9100") == ListenAddress("0.0.0.0", 9100)
+    assert parse_listen("[::1]:9464") == ListenAddress("::1", 9464)
     for wrong in ("", "localhost", "127.0.0.1:99999", "127.0.0.1:"):
         with pytest.raises(ValueError):
             parse_listen(wrong)
@@ -91,7 +92,7 @@ def test_listen_defaults_to_loopback_and_a_wrong_value_is_named_with_its_line(tm
     path.write_text(base)
     assert load_config(path).metrics is None, "off unless configured"
     path.write_text(base + '\n[metrics]\nlisten = "9464"\n')
-    assert load_config(path).metrics == MetricsListen("127.0.0.1", 9464)
+    assert load_config(path).metrics == ListenAddress("127.0.0.1", 9464)
     path.write_text(base + '\n[metrics]\nlisten = "everywhere"\n')
     [problem] = check_config(path)
     assert problem.line == 18 and "metrics.listen" in str(problem) and 'listen = "127.0.0.1:9464"' in str(problem)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from agent.batch import BatchRunner, render_text
+from agent.ops.batch import BatchRunner, render_text
 from agent.journal import Journal
 
 

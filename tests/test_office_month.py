@@ -1,11 +1,11 @@
-"""The month of an office (agent/office_month.py, `printstation bench --office-month`) keeps its
+"""The month of an office (agent/tools/office_month.py, `printstation bench --office-month`) keeps its
 promises: a warning at least 14 print days ahead of every stock-out it causes, the miscount
 found by the printer's empty feeder and reconcile, and the ledger where the blanks are at the end.
 Deterministic (a fixed seed and a simulated clock): no timing in it."""
 
 from __future__ import annotations
 
-from agent.office_month import run_office_month
+from agent.tools.office_month import run_office_month
 
 
 def test_a_month_warns_14_print_days_ahead_and_ends_with_the_ledger_where_the_blanks_are(tmp_path):

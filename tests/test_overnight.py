@@ -91,7 +91,7 @@ def test_an_overnight_batch_through_a_jam_an_open_cover_and_an_outage_leaves_a_c
             # Someone opens p2's cover and closes it again.
             night.ctl("p2", "cover-open")
             wait_until(lambda: "cover_open" in night.printer("p2")["faults"], 60, "the open cover seen")
-            time.sleep(2.0)  # open a moment: the batch notes faults once a second (agent.control_socket TICK_S)
+            time.sleep(2.0)  # open a moment: the batch notes faults once a second (agent.ops.control_socket TICK_S)
             night.ctl("p2", "clear")
             wait_until(lambda: night.output("p2") > printed_offline, 120, "p2 printing offline after the cover closed")
 

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.evolis import CommandRejected, EvolisPrinter, Panel, panel_size
-from drivers.link_url import open_link
-from drivers.panel_compression import compress_mono
-from simulators.panel_compression import CompressedPanelError, expand_mono
-from simulators.printer import Fault
+from drivers.evolis.printer import CommandRejected, EvolisPrinter, Panel, panel_size
+from drivers.link.url import open_link
+from drivers.evolis.panels import compress_mono
+from simulators.printer.panel_compression import CompressedPanelError, expand_mono
+from simulators.printer.machine import Fault
 from tests.sim_printer_rig import running_printer
 from tests.usb_printer_rig import usb_printer
 

@@ -16,10 +16,10 @@ from agent.chip.profile import ChipError, ChipExpectation, ChipFailure
 from agent.chip.registry import load_profile
 from drivers.iso7816 import FileAccess
 from drivers.pcsc import CardNotPresent, CardRemoved, PcscReader, ReaderUnavailable
-from simulators.chip import VirtualChip
-from simulators.chip_image import ChipSubject, build_chip_files
+from simulators.chip.emulator import VirtualChip
+from simulators.chip.image import ChipSubject, build_chip_files
 from simulators.pki import TestPki
-from simulators.vpcd_card import VpcdCard
+from simulators.chip.vpcd import VpcdCard
 
 READER = "Virtual PCD 00 00"
 PORT = 35963

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from drivers.iso7816 import MAX_CHUNK, FileAccess, FileNotFound, MalformedFile, NotEnoughMemory, StatusWordError
-from simulators.chip import VirtualChip
+from simulators.chip.emulator import VirtualChip
 
 AID = bytes.fromhex("A0000002471001")
 

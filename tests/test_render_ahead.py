@@ -9,10 +9,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from PIL import Image
 
-from agent.card_render import render_card
-from agent.job import parse_job
+from agent.station.card_render import render_card
+from agent.upstream.job import parse_job
 from agent.journal import Journal
-from agent.render_ahead import RenderAhead
+from agent.station.render_ahead import RenderAhead
 
 NOW = datetime.now(timezone.utc)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from agent.sd_notify import Notifier
+from agent.core.sd_notify import Notifier
 
 
 def test_notifier_sends_ready_status_and_watchdog(tmp_path, monkeypatch):

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from agent.card_render import render_card
-from simulators.card_rebuild import CardPictures, rebuild_card, unpack_levels
-from simulators.printer import Panel, PanelImage, Side
+from agent.station.card_render import render_card
+from simulators.printer.card_rebuild import CardPictures, rebuild_card, unpack_levels
+from simulators.printer.machine import Panel, PanelImage, Side
 
 
 def card_png(colour: tuple[int, int, int]) -> bytes:

@@ -6,8 +6,8 @@ from datetime import date
 
 import pytest
 
-from simulators.chip import VirtualChip
-from simulators.chip_image import ChipSubject, td1_mrz, tlv
+from simulators.chip.emulator import VirtualChip
+from simulators.chip.image import ChipSubject, td1_mrz, tlv
 
 SELECT_APP = bytes.fromhex("00A4040C07A0000002471001")
 

@@ -19,11 +19,11 @@ from agent.chip.encoder_station import StationTimeouts, encode_and_verify
 from agent.chip.profile import ChipError, ChipExpectation, ChipFailure, ChipProfile, Verdict
 from agent.chip.registry import load_profile
 from drivers.pcsc import PcscReader
-from simulators.chip import VirtualChip
-from simulators.chip_faults import ChipFault, apply_chip_fault
-from simulators.chip_image import ChipSubject, build_chip_files
+from simulators.chip.emulator import VirtualChip
+from simulators.chip.faults import ChipFault, apply_chip_fault
+from simulators.chip.image import ChipSubject, build_chip_files
 from simulators.pki import TestPki
-from simulators.vpcd_card import VpcdCard
+from simulators.chip.vpcd import VpcdCard
 
 READER = "Virtual PCD 00 00"
 PORT = 35963

@@ -12,7 +12,7 @@ from PIL import Image
 
 from agent.chip.passive_auth import TrustAnchors, parse_security_object, passive_authentication
 from agent.chip.profile import Verdict
-from simulators.chip_image import ChipSubject, build_chip_files, check_digit, document_number_from_dg1, td1_mrz, tlv
+from simulators.chip.image import ChipSubject, build_chip_files, check_digit, document_number_from_dg1, td1_mrz, tlv
 from simulators.pki import TestPki
 
 SUBJECT = ChipSubject("KTP000001", "3174011505900001", "BUDI SANTOSO", date(1990, 5, 15), "L", None)

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from simulators.chip import VirtualChip
-from simulators.vpcd_card import DEFAULT_ATR, VpcdCard, VpcdUnavailable
+from simulators.chip.emulator import VirtualChip
+from simulators.chip.vpcd import DEFAULT_ATR, VpcdCard, VpcdUnavailable
 
 
 @pytest.fixture

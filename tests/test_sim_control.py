@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import serial
 
-from simulators.control import ControlError, ControlServer, PrinterTarget, parse_action, send_request
-from simulators.pty_port import StablePort
+from simulators.printer.control import ControlError, ControlServer, PrinterTarget, parse_action, send_request
+from simulators.printer.pty_port import StablePort
 from simulators.simulate_ctl import build_request
 from tests.sim_printer_rig import Rig, running_printer
 

@@ -9,8 +9,8 @@ import serial
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulators.evolis_server import Command, FrameReader, Malformed
-from simulators.printer import Equipment, Refusal
+from simulators.printer.server import Command, FrameReader, Malformed
+from simulators.printer.machine import Equipment, Refusal
 from tests.sim_printer_rig import PANEL_K, running_printer
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from simulators.control import Action, ActionName
-from simulators.fault_schedule import ScheduleError, by_printer, load_schedule
+from simulators.printer.control import Action, ActionName
+from simulators.printer.fault_schedule import ScheduleError, by_printer, load_schedule
 
 
 def test_json_and_toml_schedules_read_the_same(tmp_path: Path) -> None:

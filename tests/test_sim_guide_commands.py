@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from drivers.evolis import CommandRejected, EvolisPrinter
+from drivers.evolis.printer import CommandRejected, EvolisPrinter
 from drivers.faults import Fault
-from drivers.link_url import open_link
-from simulators.printer import Equipment
+from drivers.link.url import open_link
+from simulators.printer.machine import Equipment
 from tests.evolis_guide_decoder import upright, unpack
 from tests.sim_printer_rig import PANEL_K, Rig, running_printer
 

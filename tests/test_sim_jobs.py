@@ -15,10 +15,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from PIL import Image
 
-from simulators.authority import Authority
-from simulators.card_art import Sex, face_jpeg
-from simulators.chip_image import document_number_from_dg1
-from simulators.job_factory import REGIONS, JobFactory, synthetic_specs
+from simulators.upstream.authority import Authority
+from simulators.upstream.card_art import Sex, face_jpeg
+from simulators.chip.image import document_number_from_dg1
+from simulators.upstream.job_factory import REGIONS, JobFactory, synthetic_specs
 from simulators.pki import TestPki
 
 CHIP_CAPACITY = 8192

@@ -7,8 +7,8 @@ import time
 from datetime import date
 from pathlib import Path
 
-from simulators.chip_image import ChipSubject, td1_mrz, tlv
-from simulators.printer import Fault, Timings
+from simulators.chip.image import ChipSubject, td1_mrz, tlv
+from simulators.printer.machine import Fault, Timings
 from tests.sim_printer_rig import PANEL_K, RecordingReader, Rig, running_printer, volts
 
 PANEL = b"\x00" * PANEL_K

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from simulators.printer import Capacities, DutyCycle, Equipment
+from simulators.printer.machine import Capacities, DutyCycle, Equipment
 from tests.sim_printer_rig import PANEL_K, Rig, running_printer
 
 PANEL = b"\x00" * PANEL_K
@@ -100,7 +100,7 @@ def test_blanks_loaded_and_taken_out_balance_with_the_bins_and_the_feeder(tmp_pa
 
 
 def test_the_feeder_takes_no_more_blanks_than_it_holds(tmp_path: Path) -> None:
-    from simulators.printer import SupplyRefused
+    from simulators.printer.machine import SupplyRefused
 
     with running_printer(tmp_path, equipment=STATUS_WORDS, blanks=4, capacities=Capacities(hopper=5)) as rig:
         try:

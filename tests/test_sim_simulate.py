@@ -16,7 +16,7 @@ import serial
 from smartcard.Exceptions import NoCardException
 from smartcard.System import readers
 
-from simulators.chip_image import ChipSubject, td1_mrz, tlv
+from simulators.chip.image import ChipSubject, td1_mrz, tlv
 
 READER = "Virtual PCD 00 01"  # slot 1: slot 0 belongs to the chip engineer's tests
 PANEL = b"\x00" * 82_296

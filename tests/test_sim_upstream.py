@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from simulators.upstream import MAX_BODY_BYTES, UpstreamConfig, UpstreamServer
+from simulators.upstream.server import MAX_BODY_BYTES, UpstreamConfig, UpstreamServer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -305,7 +305,7 @@ def test_stop_answers_a_waiting_long_poll_and_ends_every_thread(tmp_path: Path) 
 
 def test_cli_serves_until_sigterm_and_exits_cleanly(tmp_path: Path) -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "simulators.upstream", "--state-dir", str(tmp_path), "--listen", "127.0.0.1:0",
+        [sys.executable, "-m", "simulators.upstream.server", "--state-dir", str(tmp_path), "--listen", "127.0.0.1:0",
          "--jobs", "2", "--token", "t0ken"],
         cwd=REPO,
         stdout=subprocess.PIPE,

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from simulators.upstream import UpstreamConfig, UpstreamServer
+from simulators.upstream.server import UpstreamConfig, UpstreamServer
 
 
 @pytest.fixture

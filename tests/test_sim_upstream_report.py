@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from simulators.upstream import UpstreamConfig, UpstreamServer
+from simulators.upstream.server import UpstreamConfig, UpstreamServer
 
 RUN_OUT = {"remaining": 40, "per_print_hour": 12.0, "days": 1.5, "date": "2026-06-04"}
 REPORT = {

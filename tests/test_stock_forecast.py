@@ -9,14 +9,14 @@ from datetime import date, datetime, time, timedelta, timezone
 
 import pytest
 
-from agent.config import StockConfig
-from agent.forecast import PrintSchedule
+from agent.core.config import StockConfig
+from agent.upstream.forecast import PrintSchedule
 from agent.journal import Journal, stamp
-from agent.metrics import Snapshot, families
-from agent.print_windows import PrintWindow
-from agent.status import from_journal
-from agent.stock_forecast import PrintCalendar, stock_picture
-from agent.telemetry import PrinterReading, TelemetryReporter
+from agent.ops.metrics import Snapshot, families
+from agent.core.print_windows import PrintWindow
+from agent.ops.status import from_journal
+from agent.upstream.stock_forecast import PrintCalendar, stock_picture
+from agent.upstream.telemetry import PrinterReading, TelemetryReporter
 
 ZONE = datetime.now().astimezone().tzinfo  # the station's clock is the system's
 WINDOWS = (PrintWindow(("mon", "tue", "wed", "thu", "fri"), time(8, 0), time(16, 0)),)

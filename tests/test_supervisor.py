@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from agent.supervisor import MAX_CRASHES, Supervised
+from agent.station.supervisor import MAX_CRASHES, Supervised
 
 
 def test_a_loop_that_dies_is_started_again_and_the_crash_is_told():

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from agent.config import StockConfig
+from agent.core.config import StockConfig
 from agent.journal import Journal, stamp, utcnow
-from agent.telemetry import PrinterReading, TelemetryReporter
+from agent.upstream.telemetry import PrinterReading, TelemetryReporter
 
 UTC = timezone.utc
 NOW = datetime(2026, 6, 3, 5, 0, tzinfo=UTC)  # Wednesday 12:00 in Jakarta

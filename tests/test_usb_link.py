@@ -9,10 +9,10 @@ import pytest
 import usb.core
 import usb.util
 
-from drivers.evolis import EvolisPrinter
-from drivers.link import LinkError
-from drivers.link_url import open_link
-from drivers.usb_relay_backend import RELAY_ENV, RelayBackend
+from drivers.evolis.printer import EvolisPrinter
+from drivers.link.base import LinkError
+from drivers.link.url import open_link
+from drivers.link.relay import RELAY_ENV, RelayBackend
 from tests.usb_printer_rig import SERIAL, usb_printer
 
 

@@ -25,11 +25,11 @@ import numpy as np
 import serial
 from PIL import Image
 
-from agent.card_render import render_card
-from drivers.evolis import EvolisPrinter
-from drivers.link_url import open_link
-from simulators.card_art import render_front
-from simulators.job_factory import synthetic_specs
+from agent.station.card_render import render_card
+from drivers.evolis.printer import EvolisPrinter
+from drivers.link.url import open_link
+from simulators.upstream.card_art import render_front
+from simulators.upstream.job_factory import synthetic_specs
 from tests.evolis_guide_decoder import faces, read_commands, upright
 from tests.sim_printer_rig import running_printer
 
@@ -145,7 +145,7 @@ def test_a_demo_card_sent_by_our_driver_decodes_upright_to_the_jobs_front_image(
         printer.eject()
     face = faces(bytes(sent))["front"]
     image = np.asarray(Image.open(io.BytesIO(front_png)).convert("RGB")).astype(int)
-    black = image.max(axis=2) <= 64  # what the renderer sends as K (agent/card_render.py)
+    black = image.max(axis=2) <= 64  # what the renderer sends as K (agent/station/card_render.py)
     k = upright(face.panels["k"]).astype(bool)
     assert black.any() and (k == black).all(), f"{int((k != black).sum())} K dots out of place"
     assert not (np.rot90(k, 2) == black).all(), "upside down, the card does not match"

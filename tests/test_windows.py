@@ -6,7 +6,7 @@ from datetime import datetime, time, timedelta
 
 import pytest
 
-from agent.print_windows import PrintWindow, WindowError, check_windows, parse_window
+from agent.core.print_windows import PrintWindow, WindowError, check_windows, parse_window
 
 OFFICE = PrintWindow(("mon", "tue", "wed", "thu", "fri"), time(7, 30), time(20, 0))
 NIGHT = PrintWindow(("mon", "tue", "wed", "thu"), time(22, 0), time(6, 0))

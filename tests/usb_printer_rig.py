@@ -13,11 +13,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from simulators.chip import VirtualChip
-from simulators.evolis_server import EvolisServer, serve
-from simulators.link_bandwidth import LinkClock
-from simulators.printer import CardLeft, Identity, Printer, PrinterState
-from simulators.usb_port import VIRTUAL_PRODUCT_ID, VIRTUAL_VENDOR_ID, UsbIdentity, UsbPort
+from simulators.chip.emulator import VirtualChip
+from simulators.printer.server import EvolisServer, serve
+from simulators.printer.link_bandwidth import LinkClock
+from simulators.printer.machine import CardLeft, Identity, Printer, PrinterState
+from simulators.printer.usb_port import VIRTUAL_PRODUCT_ID, VIRTUAL_VENDOR_ID, UsbIdentity, UsbPort
 from tests.sim_printer_rig import RecordingReader
 
 SERIAL = "SIMP00009"

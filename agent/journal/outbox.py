@@ -1,0 +1,91 @@
+"""The outbox: messages for upstream, queued in the same transaction as the change they report,
+delivered in order by the sender, each with its idempotency key.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+
+from agent.journal.db import JournalDb, stamp, utcnow
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    id: int
+    kind: str
+    method: str
+    path: str
+    idempotency_key: str
+    body: dict
+    tries: int
+
+
+
+class Outbox(JournalDb):
+    """Messages waiting for upstream, and their fate."""
+
+    def _enqueue(self, db: sqlite3.Connection, kind: str, method: str, path: str, key: str, body: dict, at: str,
+                 job_id: str | None = None) -> None:
+        db.execute(
+            "INSERT OR IGNORE INTO outbox(kind, method, path, idempotency_key, body, created_at, job_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (kind, method, path, key, json.dumps(body, sort_keys=True), at, job_id),
+        )
+        self._queued = True
+
+    def outbox_next(self) -> OutboxMessage | None:
+        """The oldest undelivered message: delivery keeps the order in which things happened."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, kind, method, path, idempotency_key, body, tries FROM outbox WHERE delivered_at IS NULL AND refused_at IS NULL ORDER BY id LIMIT 1"
+            ).fetchone()
+        if row is None:
+            return None
+        return OutboxMessage(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), row[6])
+
+    def outbox_delivered(self, message_id: int, at: datetime | None = None) -> None:
+        """Upstream has the message. An acknowledged outcome ends the station's need for personal data."""
+        now = stamp(at or utcnow())
+        with self._tx() as db:
+            db.execute("UPDATE outbox SET delivered_at = ? WHERE id = ?", (now, message_id))
+            row = db.execute("SELECT kind, job_id FROM outbox WHERE id = ?", (message_id,)).fetchone()
+            if row and row[0] == "outcome" and row[1]:
+                job_id = row[1]
+                # Upstream has it: the signed job (NIK, name, photo, chip image) and the chip's
+                # checks go; the outcome's copy of the checks goes with them.
+                db.execute("UPDATE jobs SET payload = NULL WHERE job_id = ?", (job_id,))
+                db.execute("UPDATE attempts SET checks = NULL WHERE job_id = ?", (job_id,))
+                db.execute("UPDATE outbox SET body = '{}' WHERE id = ?", (message_id,))
+
+    def outbox_failed(self, message_id: int, error: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE outbox SET tries = tries + 1, last_error = ? WHERE id = ?", (error[:500], message_id))
+
+    def outbox_refused(self, message_id: int, error: str, at: datetime | None = None) -> None:
+        """Upstream refuses this message for good: keep it (never lost), stop resending it, alert."""
+        now = stamp(at or utcnow())
+        with self._tx() as db:
+            db.execute("UPDATE outbox SET tries = tries + 1, last_error = ?, refused_at = ? WHERE id = ?",
+                       (error[:500], now, message_id))
+
+    def outbox_backlog(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL AND refused_at IS NULL").fetchone()[0]
+
+    def queue_report(self, kind: str, body: dict, key: str, at: datetime | None = None) -> None:
+        """Queue a station report (e.g. the morning report) for upstream's telemetry endpoint."""
+        now = stamp(at or utcnow())
+        with self._tx() as db:
+            self._enqueue(db, kind, "POST", f"/v1/stations/{self.station}/telemetry", f"{self.station}:{key}", body, now)
+
+    def outbox_summary(self) -> list[dict]:
+        """Each outbox message's kind, key and delivery state, without its body."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, kind, path, created_at, tries, last_error, delivered_at, refused_at FROM outbox ORDER BY id"
+            ).fetchall()
+        keys = ("id", "kind", "path", "created_at", "tries", "last_error", "delivered_at", "refused_at")
+        return [dict(zip(keys, row)) for row in rows]

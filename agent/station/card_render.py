@@ -1,0 +1,166 @@
+"""Card face images (PNG) turned into the panels the printer prints.
+
+A face is a 1016 x 648 landscape PNG. The printer takes panels 648 dots wide and 1016 lines
+long, so the image is turned 90 degrees clockwise: the first dot of the first line is the
+card's bottom-left corner (docs/PROTOCOLS.md "Panels"; the vendor's own driver streams and the
+public Perl driver's `pnmflip -rotate270` turn it this way).
+
+- Y, M, C: ink = 255 - channel (C from red, M from green, Y from blue), quantised to the
+  depth's bits.
+- K (1 bit): near-black pixels (every channel <= K_THRESHOLD): text, barcodes, the NIK.
+  Resin black is sharper than a three-colour black, so those pixels get no Y, M or C ink.
+- O (1 bit): overlay, all ones: the varnish protects the whole face.
+
+The back is printed with K and O only when it is mostly monochrome: at least
+MONO_SHARE of its pixels are near-black or near-white (every channel >= WHITE_THRESHOLD).
+Otherwise it gets the full Y, M, C, K, O like the front.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from drivers.evolis.printer import DEPTH_BITS, Panel, panel_size
+
+CARD_WIDTH = 1016
+CARD_HEIGHT = 648
+K_THRESHOLD = 64
+WHITE_THRESHOLD = 224
+MONO_SHARE = 0.99
+# A card face compresses to well under 1 MB; far more is not a card image.
+MAX_PNG_BYTES = 8 * 1024 * 1024
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_OVERLAY = b"\xff" * panel_size(2)
+
+
+class CardImageError(Exception):
+    """A card image that cannot be printed; `reason` says what is wrong in plain words."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class _Face:
+    """One face as separate colour planes (separate planes keep every step a fast 2-D pass)."""
+
+    red: np.ndarray
+    green: np.ndarray
+    blue: np.ndarray
+
+    def black(self) -> np.ndarray:
+        """Near-black dots: the ones printed with K alone."""
+        return np.maximum(np.maximum(self.red, self.green), self.blue) <= K_THRESHOLD
+
+
+@dataclass(frozen=True)
+class CardPanels:
+    """The panels of one card, in print order (Y, M, C, K, O); `back` is empty for one side."""
+
+    front: tuple[Panel, ...]
+    back: tuple[Panel, ...]
+
+
+def render_card(front_png: bytes, back_png: bytes | None, *, depth: int = 128) -> CardPanels:
+    """Turn the front (and back) PNG into panels, colour panels at `depth`.
+
+    Raises CardImageError for an image that is not a PNG, has the wrong size, is truncated
+    or damaged, or is too large; ValueError for a depth the printer does not have.
+    """
+    if depth not in DEPTH_BITS:
+        raise ValueError(f"no panel depth {depth}; the printer takes {sorted(DEPTH_BITS)}")
+    front = _colour_panels(_decode("front", front_png), depth)
+    if back_png is None:
+        return CardPanels(front=front, back=())
+    back_image = _decode("back", back_png)
+    back = _mono_panels(back_image) if _mostly_mono(back_image) else _colour_panels(back_image, depth)
+    return CardPanels(front=front, back=back)
+
+
+def _decode(face: str, data: bytes) -> _Face:
+    """The face turned for the printer: red, green, blue planes of 1016 lines x 648 dots."""
+    _check_header(face, data)
+    try:
+        with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
+            image.load()
+            # Clockwise (PIL's ROTATE_270): the card's left edge becomes the first line, read
+            # from the bottom-left corner up.
+            turned = _on_white(image).transpose(Image.Transpose.ROTATE_270)
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise CardImageError(f"the {face} image cannot be decoded ({e}); it is damaged or cut short") from e
+    red, green, blue = (np.asarray(plane) for plane in turned.split())
+    return _Face(red, green, blue)
+
+
+def _check_header(face: str, data: bytes) -> None:
+    # Read the size from IHDR ourselves, before any decoder allocates for it:
+    # this is what stops a decompression bomb.
+    if not data.startswith(_PNG_SIGNATURE):
+        raise CardImageError(f"the {face} image is not a PNG file")
+    if len(data) > MAX_PNG_BYTES:
+        raise CardImageError(
+            f"the {face} image is {len(data)} bytes; a card image is at most {MAX_PNG_BYTES} bytes"
+        )
+    if len(data) < 33 or data[12:16] != b"IHDR":
+        raise CardImageError(f"the {face} image is cut short or damaged: no PNG header")
+    width, height = struct.unpack(">II", data[16:24])
+    if (width, height) != (CARD_WIDTH, CARD_HEIGHT):
+        raise CardImageError(
+            f"the {face} image must be {CARD_WIDTH} x {CARD_HEIGHT} pixels (landscape), "
+            f"got {width} x {height}"
+        )
+
+
+def _on_white(image: Image.Image) -> Image.Image:
+    # A blank card is white: transparent parts of the image print no ink.
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, image.convert("RGBA")).convert("RGB")
+    return image.convert("RGB")
+
+
+def _colour_panels(face: _Face, depth: int) -> tuple[Panel, ...]:
+    black = face.black()
+    bits = DEPTH_BITS[depth]
+    ink = _ink_table(bits)
+    panels = []
+    for name, plane in (("y", face.blue), ("m", face.green), ("c", face.red)):
+        level = ink[plane]
+        level[black] = 0
+        panels.append(Panel(name, depth, _pack(level, bits)))
+    panels.append(Panel("k", 2, np.packbits(black).tobytes()))
+    panels.append(Panel("o", 2, _OVERLAY))
+    return tuple(panels)
+
+
+def _mono_panels(face: _Face) -> tuple[Panel, ...]:
+    return (Panel("k", 2, np.packbits(face.black()).tobytes()), Panel("o", 2, _OVERLAY))
+
+
+def _mostly_mono(face: _Face) -> bool:
+    white = np.minimum(np.minimum(face.red, face.green), face.blue) >= WHITE_THRESHOLD
+    return float(np.count_nonzero(face.black() | white)) >= MONO_SHARE * white.size
+
+
+def _ink_table(bits: int) -> np.ndarray:
+    """channel value -> ink level: 255 -> 0 (no ink), 0 -> 2**bits - 1 (full ink), rounded."""
+    top = (1 << bits) - 1
+    return (((255 - np.arange(256, dtype=np.uint32)) * top + 127) // 255).astype(np.uint8)
+
+
+def _pack(levels: np.ndarray, bits: int) -> bytes:
+    """Pack dots of `bits` bits each, MSB first, with no padding (8 dots make `bits` bytes)."""
+    # Eight one-byte dots read as one big-endian word; squeeze each byte lane down to `bits`
+    # bits in place of 8, then keep the low 8 * bits bits of every word.
+    words = np.ascontiguousarray(levels).view(">u8").astype(np.uint64).ravel()
+    packed = np.zeros_like(words)
+    for lane in range(8):
+        packed |= ((words >> np.uint64(8 * lane)) & np.uint64(0xFF)) << np.uint64(bits * lane)
+    return packed.astype(">u8").view(np.uint8).reshape(-1, 8)[:, 8 - bits :].tobytes()

@@ -1,0 +1,68 @@
+"""Card images become panels ahead of time, while the printers are busy with the cards before.
+
+Rendering a card (PNG decode, colour separation, packing) costs tens of milliseconds of CPU;
+done between two cards, the printer would wait for it. The next printable jobs are peeked
+(not claimed: any printer may take them) and rendered on one background thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from agent.station.card_render import CardPanels, render_card
+from agent.core.limits import DEFAULT_LIMITS, JobLimits
+from agent.upstream.job import Job, parse_job
+from agent.journal import Journal
+
+
+class RenderAhead:
+    def __init__(self, journal: Journal, *, depth: int, lookahead: int, limits: JobLimits = DEFAULT_LIMITS) -> None:
+        self.journal = journal
+        self.limits = limits
+        self.depth = depth
+        self.lookahead = max(1, lookahead)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render-ahead")
+        self._lock = threading.Lock()
+        self._ready: OrderedDict[str, Future[CardPanels]] = OrderedDict()
+
+    def prepare_next(self) -> None:
+        """Start rendering the jobs most likely to be claimed next; returns at once (the look
+        into the journal happens on the render thread too)."""
+        self._pool.submit(self._prepare)
+
+    def _prepare(self) -> None:
+        for job_id in self.journal.peek_printable(self.lookahead):
+            with self._lock:
+                if job_id in self._ready:
+                    continue
+            payload = self.journal.payload(job_id)
+            if payload is None:
+                continue
+            panels: Future[CardPanels] = Future()
+            with self._lock:
+                self._ready[job_id] = panels
+                while len(self._ready) > 2 * self.lookahead:  # bounded: a card's panels are ~2 MB
+                    self._ready.popitem(last=False)[1].cancel()
+            if not panels.set_running_or_notify_cancel():
+                continue  # dropped from the bound meanwhile
+            try:
+                panels.set_result(self._render(payload))
+            except Exception as exc:  # CardImageError and the like: raised again to the claimer
+                panels.set_exception(exc)
+
+    def panels(self, job: Job) -> CardPanels:
+        """The job's panels, rendered ahead if they were, else now. Raises CardImageError."""
+        with self._lock:
+            future = self._ready.pop(job.job_id, None)
+        if future is not None and not future.cancelled():
+            return future.result()
+        return render_card(job.front_png, job.back_png, depth=self.depth)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _render(self, payload: dict) -> CardPanels:
+        job = parse_job(payload, self.limits)
+        return render_card(job.front_png, job.back_png, depth=self.depth)
