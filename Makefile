@@ -12,7 +12,7 @@ demo: setup pcscd
 # namespaces (scripts/private-pcscd.sh, scripts/test-shards.py), so it may restart pcscd and bind
 # vpcd ports without touching the machine's or another shard's; otherwise it runs in one piece on
 # the running pcscd. `make test SHARDS=1` runs one shard.
-SHARDS ?= 2
+SHARDS ?= 4
 test: setup pcscd lint
 	@if [ "$$(id -u)" = 0 ]; then $(PY) scripts/test-shards.py --shards $(SHARDS) --python $(PY); else $(VENV)/bin/pytest -q; fi
 

@@ -2,10 +2,12 @@
 """Run the test suite as N shards at once, each in its own private namespaces
 (scripts/private-pcscd.sh: its own pcscd, vpcd ports, loopback and PIDs), so stations in two
 shards never share a reader slot or a port. Most of a station test is spent waiting on the
-virtual printer's mechanics, so two shards on two cores take about half the time of one.
+virtual printer's mechanics, so four shards on two cores take about a third of the time of one.
 
-Test files are dealt to shards longest first by the durations in tests/durations.json (seconds
-a file; a new file counts as 10 s). Each shard writes its output to build/test-shard-K.log and
+Work is dealt to shards longest first by the durations in tests/durations.json (seconds a test,
+by node id; a test not there counts as 2 s). A file with a module-scoped fixture goes whole to one
+shard, so its fixture is built once; any other file is dealt test by test, so one long file does
+not hold the whole run. Each shard writes its output to build/test-shard-K.log and
 a JUnit file beside it; the summary, and the whole log of any shard that failed, go to stdout.
 
 Usage: scripts/test-shards.py [--shards N] [--python .venv/bin/python] [--update-durations]
@@ -25,27 +27,51 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DURATIONS = ROOT / "tests" / "durations.json"
-NEW_FILE_S = 10.0
+NEW_TEST_S = 2.0
 
 
-def deal(files: list[str], durations: dict[str, float], shards: int) -> list[list[str]]:
-    """Longest first, each file to the shard with the least work so far."""
+def units_of(python: str, files: list[str]) -> list[list[str]]:
+    """The units to deal: a whole file where it has a module-scoped fixture, else each of its tests."""
+    listed = subprocess.run([python, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *files],
+                            capture_output=True, text=True, cwd=ROOT)
+    by_file: dict[str, list[str]] = {}
+    for line in listed.stdout.splitlines():
+        if "::" in line:
+            by_file.setdefault(line.split("::", 1)[0], []).append(line.strip())
+    units: list[list[str]] = []
+    for name in files:
+        text = (ROOT / name).read_text()
+        tests = by_file.get(name, [])
+        if not tests or 'scope="module"' in text:
+            units.append([name] + tests)  # the file, then its tests (for their durations)
+        else:
+            units.extend([test] for test in tests)
+    return units
+
+
+def deal(units: list[list[str]], durations: dict[str, float], shards: int) -> list[list[str]]:
+    """Longest first, each unit to the shard with the least work so far; a unit is run by its first name."""
+    def cost(unit: list[str]) -> float:
+        tests = unit[1:] if len(unit) > 1 else unit
+        return sum(durations.get(test, NEW_TEST_S) for test in tests)
+
     loads = [0.0] * shards
     dealt: list[list[str]] = [[] for _ in range(shards)]
-    for name in sorted(files, key=lambda f: -durations.get(f, NEW_FILE_S)):
+    for unit in sorted(units, key=lambda u: -cost(u)):
         k = loads.index(min(loads))
-        dealt[k].append(name)
-        loads[k] += durations.get(name, NEW_FILE_S)
+        dealt[k].append(unit[0])
+        loads[k] += cost(unit)
     return dealt
 
 
-def file_durations(junit: Path) -> dict[str, float]:
-    """Seconds spent in each test file, from a JUnit report."""
+def test_durations(junit: Path) -> dict[str, float]:
+    """Seconds spent in each test (by node id), from a JUnit report."""
     spent: dict[str, float] = {}
     for case in ET.parse(junit).getroot().iter("testcase"):
-        name = "tests/" + case.get("classname", "").split(".")[1] + ".py" if "." in case.get("classname", "") else ""
-        if name:
-            spent[name] = spent.get(name, 0.0) + float(case.get("time", 0.0))
+        module = case.get("classname", "")
+        if module.startswith("tests."):
+            node = module.replace(".", "/") + ".py::" + case.get("name", "")
+            spent[node] = spent.get(node, 0.0) + float(case.get("time", 0.0))
     return spent
 
 
@@ -62,14 +88,15 @@ def main() -> int:
     build.mkdir(exist_ok=True)
     started = time.monotonic()
     procs = []
-    for k, shard in enumerate(deal(files, durations, args.shards)):
+    units = units_of(args.python, files)
+    for k, shard in enumerate(deal(units, durations, args.shards)):
         log = open(build / f"test-shard-{k}.log", "w")
         junit = build / f"test-shard-{k}.xml"
         argv = ["scripts/private-pcscd.sh", args.python, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                 f"--junitxml={junit}", *shard]
         env = {**os.environ, "PYTHON": args.python}
         procs.append((k, shard, junit, log, subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)))
-        print(f"shard {k}: {len(shard)} files, about {sum(durations.get(f, NEW_FILE_S) for f in shard):.0f} s", flush=True)
+        print(f"shard {k}: {len(shard)} files or tests", flush=True)
     failed = []
     spent: dict[str, float] = {}
     for k, shard, junit, log, proc in procs:
@@ -81,7 +108,7 @@ def main() -> int:
         if code != 0:
             failed.append((k, text))
         if junit.exists():
-            spent.update(file_durations(junit))
+            spent.update(test_durations(junit))
     for k, text in failed:
         print(f"\n===== shard {k} (build/test-shard-{k}.log) =====\n{text}")
     print(f"all shards: {time.monotonic() - started:.0f} s, {'FAILED' if failed else 'passed'}")
