@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,11 +44,107 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="end with one JSON line of figures")
     parser.add_argument("--quick", action="store_true", help="fewer cards per figure (a smoke run, noisier)")
     parser.add_argument("--state-dir", type=Path, help="keep the runs' files here")
+    parser.add_argument("--only", metavar="FIGURE[,FIGURE]",
+                        help=f"only these figures, of: {', '.join(FIGURES)} (default: all but office_month)")
     parser.add_argument("--office-month", action="store_true",
-                        help="only the month of an office: stock warnings ahead of stock-outs, and the ledger at the end")
+                        help="only the month of an office: stock warnings ahead of stock-outs, and the ledger at the end"
+                             " (the same as --only office_month)")
+
+
+def _utilisation(root: Path, n: Callable[[int], int]) -> dict[str, object]:
+    return {"utilisation": round(batch(root / "util10", cards=n(40), printers=1, speed=10).utilisation, 3)}
+
+
+def _utilisation_speed50(root: Path, n: Callable[[int], int]) -> dict[str, object]:
+    return {"utilisation_speed50": round(batch(root / "util50", cards=n(60), printers=1, speed=50).utilisation, 3)}
+
+
+def _scaling(root: Path, n: Callable[[int], int]) -> dict[str, object]:
+    scaling = {"1": round(batch(root / "scale1", cards=n(40), printers=1, speed=10).utilisation, 3)}
+    for k in (2, 4):
+        scaling[str(k)] = round(k * batch(root / f"scale{k}", cards=n(40) * k, printers=k, speed=10).utilisation, 3)
+    return {"scaling": scaling}
+
+
+def _cost(root: Path, n: Callable[[int], int]) -> dict[str, object]:
+    cost = batch(root / "cost", cards=n(100), printers=1, speed=100000)
+    return {"cost_ms_per_card": {
+        "wall": round(cost.span_s / cost.cards * 1000, 1),
+        "cpu": round(cost.agent_cpu_s / cost.cards * 1000, 1),
+        "stages": cost.stages_ms,
+    }}
+
+
+def _rss(root: Path, n: Callable[[int], int]) -> dict[str, object]:
+    # Memory after 100 and after 2,000 cards, on the same station (four printers): growth would show.
+    return {"rss_mb_100": batch(root / "rss100", cards=n(100), printers=4, speed=100000).rss_mb,
+            "rss_mb_2000": batch(root / "rss2000", cards=n(2000), printers=4, speed=100000).rss_mb}
+
+
+def _idle(root: Path, n: Callable[[int], int]) -> dict[str, object]:
+    return dict(idle_and_ready(root / "idle", idle_s=60.0 * n(100) / 100))
+
+
+def _drain(root: Path, n: Callable[[int], int]) -> dict[str, object]:
+    return {"outbox_drain_per_s": outbox_drain_rate(root / "drain", n(2000))}
+
+
+def _recovery(root: Path, n: Callable[[int], int]) -> dict[str, object]:
+    return {"recovery_s": recovery_after_kill(root / "recovery")}
+
+
+def _journal(root: Path, n: Callable[[int], int]) -> dict[str, object]:
+    return dict(journal_at_scale(root / "journal", n(1_000_000)))
+
+
+def _parts(root: Path, n: Callable[[int], int]) -> dict[str, object]:
+    from agent.tools.bench_parts import part_costs
+
+    return {"parts_ms": part_costs(root / "parts", repeat=n(50))}
+
+
+def _office_month(root: Path, n: Callable[[int], int]) -> dict[str, object]:
+    from agent.tools.office_month import run_office_month
+
+    return {"office_month": run_office_month(root / "office-month").as_json()}
+
+
+# Each figure by name (`--only`), in the order a whole run takes them.
+FIGURES: dict[str, Callable[[Path, Callable[[int], int]], dict[str, object]]] = {
+    "utilisation": _utilisation,
+    "utilisation_speed50": _utilisation_speed50,
+    "scaling": _scaling,
+    "cost": _cost,
+    "rss": _rss,
+    "idle": _idle,
+    "outbox_drain": _drain,
+    "recovery": _recovery,
+    "journal": _journal,
+    "parts": _parts,
+    "office_month": _office_month,
+}
+NOT_BY_DEFAULT = ("office_month",)
+
+
+def chosen_figures(only: str | None, office_month: bool) -> list[str]:
+    """The figures asked for; raises ValueError naming an unknown one."""
+    if office_month:
+        return ["office_month"]
+    if not only:
+        return [name for name in FIGURES if name not in NOT_BY_DEFAULT]
+    wanted = [name.strip() for name in only.split(",") if name.strip()]
+    unknown = [name for name in wanted if name not in FIGURES]
+    if unknown or not wanted:
+        raise ValueError(f"no figure {', '.join(unknown) or repr(only)}; the figures are: {', '.join(FIGURES)}")
+    return wanted
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        names = chosen_figures(args.only, args.office_month)
+    except ValueError as exc:
+        print(f"printstation bench: {exc}", file=sys.stderr)
+        return 2
     root = Path(args.state_dir or tempfile.mkdtemp(prefix="printstation-bench-")).resolve()
     scale = 0.25 if args.quick else 1.0
 
@@ -55,38 +152,9 @@ def run(args: argparse.Namespace) -> int:
         return max(4, int(count * scale))
 
     results: dict[str, object] = {}
-    if args.office_month:
-        from agent.tools.office_month import run_office_month
-
-        results["office_month"] = run_office_month(root / "office-month").as_json()
-        print_table(results)
-        if args.json:
-            print(json.dumps(results))
-        return 0
     try:
-        one = batch(root / "util10", cards=n(40), printers=1, speed=10)
-        results["utilisation"] = round(one.utilisation, 3)
-        results["utilisation_speed50"] = round(batch(root / "util50", cards=n(60), printers=1, speed=50).utilisation, 3)
-        scaling = {"1": round(one.utilisation, 3)}
-        for k in (2, 4):
-            scaling[str(k)] = round(k * batch(root / f"scale{k}", cards=n(40) * k, printers=k, speed=10).utilisation, 3)
-        results["scaling"] = scaling
-        cost = batch(root / "cost", cards=n(100), printers=1, speed=100000)
-        results["cost_ms_per_card"] = {
-            "wall": round(cost.span_s / cost.cards * 1000, 1),
-            "cpu": round(cost.agent_cpu_s / cost.cards * 1000, 1),
-            "stages": cost.stages_ms,
-        }
-        # Memory after 100 and after 2,000 cards, on the same station (four printers): growth would show.
-        results["rss_mb_100"] = batch(root / "rss100", cards=n(100), printers=4, speed=100000).rss_mb
-        results["rss_mb_2000"] = batch(root / "rss2000", cards=n(2000), printers=4, speed=100000).rss_mb
-        results.update(idle_and_ready(root / "idle", idle_s=60.0 * scale))
-        results["outbox_drain_per_s"] = outbox_drain_rate(root / "drain", n(2000))
-        results["recovery_s"] = recovery_after_kill(root / "recovery")
-        scale_figures = journal_at_scale(root / "journal", n(1_000_000))
-        results["status_s_1m_jobs"] = scale_figures["status_s_1m_jobs"]
-        results["events_s_1m_jobs"] = scale_figures["events_s_1m_jobs"]
-        results["journal_mb_1m_jobs"] = scale_figures["journal_mb_1m_jobs"]
+        for name in names:
+            results.update(FIGURES[name](root, n))
     except DemoError as exc:
         print(f"printstation bench: {exc}", file=sys.stderr)
         return 1
