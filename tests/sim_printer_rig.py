@@ -64,6 +64,7 @@ class Rig:
     cards_file: Path
     state_file: Path
     line: LineFaults
+    port_path: str = ""  # the pty the printer answers on
 
     def ask(self, command: bytes) -> bytes:
         """Send raw bytes, return the reply without its CR (fails the test if none comes)."""
@@ -129,7 +130,7 @@ def running_printer(
     thread.start()
     host = serial.Serial(port.path, timeout=5)
     try:
-        yield Rig(printer, reader, host, folder / "cards.jsonl", state_file.path, line)
+        yield Rig(printer, reader, host, folder / "cards.jsonl", state_file.path, line, port.path)
     finally:
         host.close()
         stop.set()

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 
@@ -28,6 +29,7 @@ from agent.station.render_ahead import RenderAhead
 from agent.station.stage_clock import StageClock
 from drivers.evolis.printer import EvolisPrinter, JobSettings
 from drivers.faults import Fault
+from drivers.link.base import Link
 from drivers.link.url import open_link
 from drivers.printer_errors import CommandRejected, PrinterError
 from drivers.pcsc import PcscError, PcscReader
@@ -71,6 +73,12 @@ class ReaderLost(Exception):
 
 
 READER_UNAVAILABLE = "reader-unavailable"
+
+
+class LinkOpener(Protocol):
+    def __call__(self, url: str, *, trace: Callable[[str, bytes], None] | None = None) -> Link: ...
+
+
 # Ribbon and counters for the status screen and telemetry: fresh enough at this age, and not
 # worth three queries between every two cards.
 COUNTERS_EVERY_S = 30.0
@@ -86,7 +94,11 @@ class PrinterWorker:
     def __init__(self, config: PrinterConfig, journal: Journal, profile: ChipProfile, *, depth: int,
                  card_wait_s: float, work: threading.Condition, language: str = "id",
                  card_budget_s: float = DEFAULT_CARD_BUDGET_S, render_ahead: RenderAhead | None = None,
-                 limits: JobLimits = DEFAULT_LIMITS) -> None:
+                 limits: JobLimits = DEFAULT_LIMITS, reader: PcscReader | None = None,
+                 link_opener: LinkOpener = open_link) -> None:
+        """`reader` is the printer's encoder reader (default: the PC/SC reader named in `config`);
+        `link_opener` opens `config.link` (default: by its URL scheme). Both are the worker's only
+        ways to the hardware, so a test can hand it the simulator's own in the same process."""
         self.config = config
         self.limits = limits  # the same limits intake judged the job by
         self.render_ahead = render_ahead
@@ -98,7 +110,8 @@ class PrinterWorker:
         self.timeouts = StationTimeouts(card_wait_s=card_wait_s, card_budget_s=card_budget_s)
         self.work = work
         self.language = language
-        self.reader = PcscReader(config.reader)
+        self.reader = reader if reader is not None else PcscReader(config.reader)
+        self.link_opener = link_opener
         self.printer: EvolisPrinter | None = None
         self.reader_lost = False
         self.view = WorkerState(config.name)
@@ -192,7 +205,7 @@ class PrinterWorker:
 
     def _connect(self) -> None:
         with self.link_lock:
-            link = open_link(self.config.link, trace=self._trace)
+            link = self.link_opener(self.config.link, trace=self._trace)
             printer = EvolisPrinter(link, on_unresponsive=self._unresponsive, on_responsive=self._responsive)
             identity = printer.identity()
             capabilities = printer.detect_capabilities()

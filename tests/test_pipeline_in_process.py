@@ -1,0 +1,117 @@
+"""The card pipeline in one process: a real `PrinterWorker` against the virtual printer on a real
+pty, its encoder station handing the worker the virtual chip the printer holds there. No pcscd,
+no agent process: a fast tier beside the process tests, proving the same things from the same
+witnesses (the printer's card log and saved state, the chip written), not from the journal.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+from agent.chip.icao9303 import Icao9303Profile
+from agent.chip.passive_auth import TrustAnchors
+from agent.core.config import PrinterConfig
+from agent.journal import FINAL, Journal, JobState, utcnow
+from agent.station.worker import PrinterWorker
+from drivers.link.url import open_link
+from simulators.chip.emulator import VirtualChip
+from simulators.pki import TestPki
+from simulators.upstream.authority import Authority
+from simulators.upstream.job_factory import JobFactory
+from tests.crash_station import wait_until
+from tests.in_process_reader import EncoderStation
+from tests.sim_printer_rig import running_printer
+
+
+@contextmanager
+def pipeline(tmp_path: Path, *, jobs: int, blanks: int, spoil_first_chip: bool = False,
+             poison_first: bool = False) -> Iterator[tuple]:
+    """A worker printing `jobs` signed jobs on printer p1 with `blanks` blanks in its hopper; with
+    `poison_first`, the first job's front image is not a PNG (as if intake had let it through)."""
+    pki = TestPki.create(tmp_path / "pki")
+    factory = JobFactory(jobs, Authority.load_or_create(tmp_path / "authority"), pki.signer, seed=11)
+    journal = Journal(tmp_path / "journal.db", "in-process")
+    journal.receive_blanks("LOT-1", blanks)
+    journal.load_blanks("p1", blanks, "LOT-1")
+    now = utcnow()
+    for n, spec in enumerate(factory.specs):
+        body = factory.job(spec.job_id)
+        if poison_first and n == 0:
+            body = {**body, "card": {**body["card"], "front_png": base64.b64encode(b"GIF89a not a png").decode()}}
+        journal.add_leased(spec.job_id, body, not_after=now + timedelta(days=1),
+                           lease_expires_at=now + timedelta(hours=1), priority=0)
+    station = EncoderStation()
+    if spoil_first_chip:
+        station.spoil_next_chip()
+    with running_printer(tmp_path / "sim", blanks=blanks, speed=100000.0, reader=station) as rig:
+        rig.host.close()  # the worker is the host now
+        opened = []
+
+        def opener(url: str, trace=None):
+            opened.append(url)
+            return open_link(url, trace=trace)
+
+        worker = PrinterWorker(
+            PrinterConfig("p1", f"serial://{rig.port_path}", "in-process"),
+            journal, Icao9303Profile(TrustAnchors.load([pki.csca_pem_path])),
+            depth=2, card_wait_s=5.0, work=threading.Condition(), reader=station.host_reader(), link_opener=opener,
+        )
+        stop = threading.Event()
+        thread = threading.Thread(target=worker.run, args=(stop,), name="worker-p1")
+        thread.start()
+        try:
+            yield journal, rig, factory, opened
+        finally:
+            stop.set()
+            with worker.work:
+                worker.work.notify_all()
+            thread.join(timeout=30)
+            journal.close()
+        assert not thread.is_alive(), "the worker did not stop"
+
+
+def test_every_job_prints_once_with_its_own_chip_and_every_blank_is_counted(tmp_path: Path) -> None:
+    with pipeline(tmp_path, jobs=4, blanks=6) as (journal, rig, factory, opened):
+        wait_until(lambda: all(journal.job_state(s.job_id) == JobState.PRINTED for s in factory.specs),
+                   30, "4 jobs printed")
+        cards = rig.cards()
+        state = rig.saved_state()
+    out = [c for c in cards if c["bin"] == "output"]
+    assert len(out) == 4 and not [c for c in cards if c["bin"] != "output"], cards
+    # Each card carries the chip of its own job: the document number the printer read off the chip.
+    assert sorted(c["document_number"] for c in out) == sorted(s.document_number for s in factory.specs)
+    assert state["hopper_remaining"] == 2  # 6 loaded = 4 printed + 0 spoiled + 2 remaining, by the printer
+    assert opened == [f"serial://{rig.port_path}"]  # the link the worker was given, opened once
+
+
+def test_a_chip_that_will_not_take_its_image_spoils_that_card_and_the_job_prints_on_the_next_blank(tmp_path: Path) -> None:
+    with pipeline(tmp_path, jobs=1, blanks=3, spoil_first_chip=True) as (journal, rig, factory, _):
+        wait_until(lambda: journal.job_state(factory.specs[0].job_id) == JobState.PRINTED, 30, "the job printed")
+        cards = rig.cards()
+    assert [c["bin"] for c in cards] == ["reject", "output"], cards
+    assert cards[1]["document_number"] == factory.specs[0].document_number
+
+
+def test_a_job_whose_card_image_will_not_decode_fails_alone_and_spends_no_blank(tmp_path: Path) -> None:
+    with pipeline(tmp_path, jobs=2, blanks=3, poison_first=True) as (journal, rig, factory, _):
+        first, second = (s.job_id for s in factory.specs)
+        wait_until(lambda: journal.job_state(second) == JobState.PRINTED and journal.job_state(first) in FINAL,
+                   30, "the good job printed and the bad one settled")
+        cards = rig.cards()
+        state = rig.saved_state()
+    assert journal_state_of(tmp_path, first) == JobState.FAILED
+    assert [(c["bin"], c["document_number"]) for c in cards] == [("output", factory.specs[1].document_number)]
+    assert state["hopper_remaining"] == 2  # the bad job never fed a blank
+
+
+def journal_state_of(tmp_path: Path, job_id: str) -> JobState | None:
+    journal = Journal.read_only(tmp_path / "journal.db")
+    try:
+        return journal.job_state(job_id)
+    finally:
+        journal.close()
