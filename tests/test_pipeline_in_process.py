@@ -19,7 +19,6 @@ from agent.core.config import PrinterConfig
 from agent.journal import FINAL, Journal, JobState, utcnow
 from agent.station.worker import PrinterWorker
 from drivers.link.url import open_link
-from simulators.chip.emulator import VirtualChip
 from simulators.pki import TestPki
 from simulators.upstream.authority import Authority
 from simulators.upstream.job_factory import JobFactory
