@@ -55,7 +55,9 @@ def test_panels_rendered_ahead_equal_a_render_at_claim_time(journal):
         assert set(ahead._ready) == {"J-1", "J-2"}
         for raw in raws:
             parsed = parse_job(raw)
-            assert ahead.panels(parsed) == render_card(parsed.front_png, parsed.back_png, depth=128)
+            prepared = ahead.prepared(raw["job_id"], raw)
+            assert prepared.job == parsed  # parsed on the render thread, once, with the same limits
+            assert prepared.panels == render_card(parsed.front_png, parsed.back_png, depth=128)
         assert not ahead._ready, "a job's panels are handed out once"
     finally:
         ahead.close()
@@ -64,7 +66,10 @@ def test_panels_rendered_ahead_equal_a_render_at_claim_time(journal):
 def test_a_job_not_rendered_ahead_is_rendered_when_claimed(journal):
     ahead = RenderAhead(journal, depth=128, lookahead=1)
     try:
-        parsed = parse_job(job("J-9", png((10, 10, 10))))
-        assert ahead.panels(parsed) == render_card(parsed.front_png, parsed.back_png, depth=128)
+        raw = job("J-9", png((10, 10, 10)))
+        parsed = parse_job(raw)
+        prepared = ahead.prepared("J-9", raw)
+        assert prepared.job == parsed
+        assert prepared.panels == render_card(parsed.front_png, parsed.back_png, depth=128)
     finally:
         ahead.close()

@@ -2,7 +2,9 @@
 
 Rendering a card (PNG decode, colour separation, packing) costs tens of milliseconds of CPU;
 done between two cards, the printer would wait for it. The next printable jobs are peeked
-(not claimed: any printer may take them) and rendered on one background thread.
+(not claimed: any printer may take them), parsed and rendered on one background thread; the
+worker that claims one takes the parsed job with its panels, so a job is parsed once on its way
+to the printer (intake judged it at the door with the same limits).
 """
 
 from __future__ import annotations
@@ -10,11 +12,20 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 from agent.station.card_render import CardPanels, render_card
 from agent.core.limits import DEFAULT_LIMITS, JobLimits
 from agent.upstream.job import Job, parse_job
 from agent.journal import Journal
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A job ready for the printer: parsed, and its faces as panels."""
+
+    job: Job
+    panels: CardPanels
 
 
 class RenderAhead:
@@ -25,7 +36,7 @@ class RenderAhead:
         self.lookahead = max(1, lookahead)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render-ahead")
         self._lock = threading.Lock()
-        self._ready: OrderedDict[str, Future[CardPanels]] = OrderedDict()
+        self._ready: OrderedDict[str, Future[Prepared]] = OrderedDict()
 
     def prepare_next(self) -> None:
         """Start rendering the jobs most likely to be claimed next; returns at once (the look
@@ -40,7 +51,7 @@ class RenderAhead:
             payload = self.journal.payload(job_id)
             if payload is None:
                 continue
-            panels: Future[CardPanels] = Future()
+            panels: Future[Prepared] = Future()
             with self._lock:
                 self._ready[job_id] = panels
                 while len(self._ready) > 2 * self.lookahead:  # bounded: a card's panels are ~2 MB
@@ -52,17 +63,20 @@ class RenderAhead:
             except Exception as exc:  # CardImageError and the like: raised again to the claimer
                 panels.set_exception(exc)
 
-    def panels(self, job: Job) -> CardPanels:
-        """The job's panels, rendered ahead if they were, else now. Raises CardImageError."""
+    def prepared(self, job_id: str, payload: dict) -> Prepared:
+        """The claimed job, parsed and rendered ahead if it was, else now.
+
+        Raises CardImageError for faces that cannot be printed, JobRejected for a job these
+        limits refuse."""
         with self._lock:
-            future = self._ready.pop(job.job_id, None)
+            future = self._ready.pop(job_id, None)
         if future is not None and not future.cancelled():
             return future.result()
-        return render_card(job.front_png, job.back_png, depth=self.depth)
+        return self._render(payload)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def _render(self, payload: dict) -> CardPanels:
+    def _render(self, payload: dict) -> Prepared:
         job = parse_job(payload, self.limits)
-        return render_card(job.front_png, job.back_png, depth=self.depth)
+        return Prepared(job, render_card(job.front_png, job.back_png, depth=self.depth))

@@ -25,7 +25,7 @@ from agent.core.limits import DEFAULT_LIMITS, JobLimits
 from agent.upstream.job import JobRejected, parse_job
 from agent.journal import ClaimedJob, Journal, JournalError, JobState, utcnow
 from agent.station.recovery import recover
-from agent.station.render_ahead import RenderAhead
+from agent.station.render_ahead import Prepared, RenderAhead
 from agent.station.stage_clock import StageClock
 from drivers.evolis.printer import EvolisPrinter, JobSettings
 from drivers.faults import Fault
@@ -367,20 +367,19 @@ class PrinterWorker:
         assert self.printer is not None
         printer = self.printer
         clock = StageClock()
-        job = parse_job(claimed.payload, self.limits)
         if not self._refused:
-            self._set_view("processing", job_id=job.job_id)
+            self._set_view("processing", job_id=claimed.job_id)
         started = time.monotonic()
         if self.render_ahead is not None:
             self.render_ahead.prepare_next()  # the next cards render while this one is in the printer
         try:
             with clock.stage("render"):
-                panels = self.render_ahead.panels(job) if self.render_ahead else render_card(
-                    job.front_png, job.back_png, depth=self.depth)
+                prepared = self._prepared(claimed)
         except CardImageError as exc:
-            log.error("card-image-unusable", job_id=job.job_id, reason=str(exc))
-            self.journal.give_up(job.job_id, claimed.attempt, f"bad-card-image: {exc}")
+            log.error("card-image-unusable", job_id=claimed.job_id, reason=str(exc))
+            self.journal.give_up(claimed.job_id, claimed.attempt, f"bad-card-image: {exc}")
             return
+        job, panels = prepared.job, prepared.panels
         reached(CrashPoint.BEFORE_FEED)
         try:
             with clock.stage("feed"):
@@ -446,6 +445,13 @@ class PrinterWorker:
         self.view.printed += 1
         log.info("card-printed", printer=self.name, job_id=job.job_id, attempt=claimed.attempt,
                  seconds=round(time.monotonic() - started, 2), stages_ms=clock.as_ms())
+
+    def _prepared(self, claimed: ClaimedJob) -> Prepared:
+        """The claimed job parsed and as panels: from render-ahead when it has them (parsed once)."""
+        if self.render_ahead is not None:
+            return self.render_ahead.prepared(claimed.job_id, claimed.payload)
+        job = parse_job(claimed.payload, self.limits)
+        return Prepared(job, render_card(job.front_png, job.back_png, depth=self.depth))
 
     def _poisoned(self, claimed: ClaimedJob, exc: Exception) -> None:
         """A job whose handling raised what nobody expected: it ends `failed`, reported upstream
