@@ -125,7 +125,7 @@ def _deliver_outbox(journal: Journal, client: UpstreamClient) -> int:
         message = journal.outbox_next()
         if message is None:
             return delivered
-        client.deliver(message.method, message.path, message.idempotency_key, message.body)
+        client.deliver(message.kind, message.job_id, message.idempotency_key, message.body)
         journal.outbox_delivered(message.id)
         delivered += 1
     raise AssertionError("the outbox did not drain")
@@ -161,7 +161,7 @@ def test_every_request_of_the_agent_and_every_answer_of_the_server_fit_the_docum
         reporter.queue(reporter.report())
         assert _deliver_outbox(journal, client) >= 4
         with pytest.raises(UpstreamRefused):  # a conflicting outcome: the 409 body is in the contract too
-            client.deliver("PUT", "/v1/jobs/J-000001/outcome", "st-1:J-000001:other",
+            client.deliver("outcome", "J-000001", "st-1:J-000001:other",
                            {"station": "st-1", "status": "failed", "attempts": []})
     finally:
         client.close()

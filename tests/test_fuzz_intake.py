@@ -128,7 +128,7 @@ def test_every_rejection_is_queued_for_upstream_with_its_reason(intake):
     reasons = {}
     while (message := intake.journal.outbox_next()) is not None:
         assert message.body["status"] == "rejected" and message.body["reason"]
-        reasons[message.path.split("/")[3]] = message.body["reason"]
+        reasons[message.job_id] = message.body["reason"]
         intake.journal.outbox_delivered(message.id)
     assert {job_id: reasons[job_id] for job_id in cases} == {
         "R-UNSIGNED": "unsigned-job", "R-TAMPER": "bad-signature", "R-SMALL": "bad-card-image", "R-EXTRA": "malformed-job"}

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from agent.upstream.client import route
 from agent.journal import Journal, JobState
 
 NOW = datetime(2026, 11, 29, 8, 0, tzinfo=timezone.utc)
@@ -63,7 +64,8 @@ def test_job_with_expired_lease_is_never_started(journal):
     assert journal.claim_next("p1", at=NOW + timedelta(seconds=11)) is None
     assert journal.count_by_state() == {"expired": 1}
     message = journal.outbox_next()
-    assert message.kind == "release" and message.path == "/v1/stations/st-1/leases/release"
+    assert message.kind == "release" and message.job_id == "J1"
+    assert route(message.kind, "st-1", message.job_id) == ("POST", "/v1/stations/st-1/leases/release")
     assert message.body == {"job_ids": ["J1"], "reason": "lease-expired"}
 
 
@@ -219,8 +221,8 @@ def test_surplus_jobs_are_released_upstream_in_the_same_transaction(journal):
     for n in range(4):
         add(journal, f"J{n}")
     assert journal.release_surplus(keep=1, reason="cover lowered", at=NOW) == ["J1", "J2", "J3"]
-    messages = journal._db.execute("SELECT kind, path, body FROM outbox ORDER BY id").fetchall()
-    assert [m[0] for m in messages] == ["release"] * 3
+    messages = journal._db.execute("SELECT kind, job_id, body FROM outbox ORDER BY id").fetchall()
+    assert [m[:2] for m in messages] == [("release", "J1"), ("release", "J2"), ("release", "J3")]
     assert journal.count_by_state() == {"leased": 1, "released": 3}
 
 
@@ -252,7 +254,7 @@ def test_history_older_than_the_retention_is_forgotten_once_upstream_has_it(jour
         journal.fed(c.job_id, c.attempt, "p1", at=at)
         journal.printed(c.job_id, c.attempt, 1, at=at)
     for message in journal.outbox_summary():
-        if "PENDING" not in message["path"]:
+        if message["job_id"] != "PENDING":
             journal.outbox_delivered(message["id"])
     assert journal.purge_history(NOW - timedelta(days=400)) == 1
     left = {row[0] for row in journal._db.execute("SELECT job_id FROM jobs")}
@@ -310,8 +312,10 @@ def test_a_journal_of_schema_2_gains_the_outbox_job_id_and_keeps_its_messages(tm
     journal = Journal(path, "st-1")
     assert journal._db.execute("SELECT version FROM schema_version").fetchone()[0] == len(MIGRATIONS)
     message = journal.outbox_next()
-    assert message is not None and message.path == "/v1/jobs/J-OLD/outcome"
-    assert journal._db.execute("SELECT job_id FROM outbox WHERE id = ?", (message.id,)).fetchone()[0] == "J-OLD"
+    # Migrations 3 and 4 keep the message and learn its job from the URL it was queued with.
+    assert message is not None and message.kind == "outcome" and message.job_id == "J-OLD"
+    assert message.idempotency_key == "st-1:J-OLD:outcome"
+    assert route(message.kind, "st-1", message.job_id) == ("PUT", "/v1/jobs/J-OLD/outcome")
     journal.outbox_delivered(message.id)
     assert journal._db.execute("SELECT payload FROM jobs WHERE job_id = 'J-OLD'").fetchone()[0] is None
     journal.close()
@@ -329,3 +333,17 @@ def test_no_move_leaves_a_final_state(journal):
         journal.advance("J1", JobState.PRINTING)
     assert journal.job_state("J1") is JobState.PRINTED
     assert journal.claim_next("p1", at=NOW) is None
+
+
+def test_the_journal_holds_no_url_and_every_kind_it_queues_has_a_route(journal):
+    columns = {row[1] for row in journal._db.execute("PRAGMA table_info(outbox)")}
+    assert "path" not in columns and "method" not in columns, columns
+    add(journal, lease_s=10)
+    journal.claim_next("p1", at=NOW + timedelta(seconds=11))  # expired: a release
+    journal.queue_report("telemetry", {"at": "x"}, "telemetry:x")
+    journal.queue_report("morning-report", {"at": "x"}, "morning:x")
+    for message in journal.outbox_summary():
+        method, path = route(message["kind"], "st-1", message["job_id"])
+        assert path.startswith("/v1/") and method in ("POST", "PUT")
+    with pytest.raises(ValueError, match="no upstream route"):
+        route("gossip", "st-1", None)

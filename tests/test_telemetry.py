@@ -127,7 +127,7 @@ def test_a_report_goes_through_the_outbox_with_its_own_idempotency_key(tmp_path)
         reporter.queue(first)
         reporter.queue(reporter.report(utcnow() + timedelta(seconds=1)))
         message = journal.outbox_next()
-        assert message.path == "/v1/stations/st-1/telemetry" and message.idempotency_key.startswith("st-1:telemetry:")
+        assert message.kind == "telemetry" and message.idempotency_key.startswith("st-1:telemetry:")
         assert message.body["printers"][0]["blanks"]["lots"][0]["lot"] == "LOT-7"
         assert journal.outbox_backlog() == 2, "each report has its own key"
     finally:

@@ -141,7 +141,7 @@ class JobBook(Outbox, Ledger):
                        (JobState.REJECTED.value, reason, now, job_id))
             self._event(db, job_id, JobState.REJECTED, now, reason=reason, message=message)
             body = {"station": self.station, "status": "rejected", "reason": reason, "message": message, "attempts": []}
-            self._enqueue(db, "outcome", "PUT", f"/v1/jobs/{job_id}/outcome", f"{self.station}:{job_id}:outcome", body, now,
+            self._enqueue(db, "outcome", f"{self.station}:{job_id}:outcome", body, now,
                       job_id=job_id)
 
     def leases_to_renew(self, expiring_before: datetime) -> list[str]:
@@ -310,8 +310,7 @@ class JobBook(Outbox, Ledger):
                               (job_id, JobState.HELD.value)).fetchone()[0]
             alert = {"kind": "job-held", "job_id": job_id, "reason": reason,
                      "remedy": "look for the card in the output tray and the reject box, then decide the job"}
-            self._enqueue(db, "alert", "POST", f"/v1/stations/{self.station}/telemetry",
-                          f"{self.station}:{job_id}:held:{held}", {"at": now, "alerts": [alert]}, now)
+            self._enqueue(db, "alert", f"{self.station}:{job_id}:held:{held}", {"at": now, "alerts": [alert]}, now)
 
     def _finish(self, db: sqlite3.Connection, job_id: str, state: JobState, now: str, reason: str | None = None) -> None:
         db.execute("UPDATE jobs SET reason = ? WHERE job_id = ?", (reason, job_id))
@@ -325,8 +324,7 @@ class JobBook(Outbox, Ledger):
         ]
         if state in (JobState.EXPIRED, JobState.RELEASED):
             # Not printed and never will be here: the lease goes back, no outcome is claimed.
-            self._enqueue(db, "release", "POST", f"/v1/stations/{self.station}/leases/release",
-                          f"{self.station}:{job_id}:release", {"job_ids": [job_id], "reason": reason or state.value}, now,
+            self._enqueue(db, "release", f"{self.station}:{job_id}:release", {"job_ids": [job_id], "reason": reason or state.value}, now,
                           job_id=job_id)
             db.execute("UPDATE jobs SET payload = NULL WHERE job_id = ?", (job_id,))
             return
@@ -336,7 +334,7 @@ class JobBook(Outbox, Ledger):
             body["reason"] = reason
         if state is JobState.PRINTED:
             body["printed_at"] = now
-        self._enqueue(db, "outcome", "PUT", f"/v1/jobs/{job_id}/outcome", f"{self.station}:{job_id}:outcome", body, now,
+        self._enqueue(db, "outcome", f"{self.station}:{job_id}:outcome", body, now,
                       job_id=job_id)
 
     def active_jobs(self, printer: str) -> list[ActiveJob]:

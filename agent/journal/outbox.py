@@ -15,9 +15,8 @@ from agent.journal.db import JournalDb, stamp, utcnow
 @dataclass(frozen=True)
 class OutboxMessage:
     id: int
-    kind: str
-    method: str
-    path: str
+    kind: str  # outcome | release | telemetry | alert | morning-report: the upstream client knows where each goes
+    job_id: str | None
     idempotency_key: str
     body: dict
     tries: int
@@ -27,12 +26,11 @@ class OutboxMessage:
 class Outbox(JournalDb):
     """Messages waiting for upstream, and their fate."""
 
-    def _enqueue(self, db: sqlite3.Connection, kind: str, method: str, path: str, key: str, body: dict, at: str,
+    def _enqueue(self, db: sqlite3.Connection, kind: str, key: str, body: dict, at: str,
                  job_id: str | None = None) -> None:
         db.execute(
-            "INSERT OR IGNORE INTO outbox(kind, method, path, idempotency_key, body, created_at, job_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (kind, method, path, key, json.dumps(body, sort_keys=True), at, job_id),
+            "INSERT OR IGNORE INTO outbox(kind, idempotency_key, body, created_at, job_id) VALUES (?, ?, ?, ?, ?)",
+            (kind, key, json.dumps(body, sort_keys=True), at, job_id),
         )
         self._queued = True
 
@@ -40,11 +38,11 @@ class Outbox(JournalDb):
         """The oldest undelivered message: delivery keeps the order in which things happened."""
         with self._lock:
             row = self._db.execute(
-                "SELECT id, kind, method, path, idempotency_key, body, tries FROM outbox WHERE delivered_at IS NULL AND refused_at IS NULL ORDER BY id LIMIT 1"
+                "SELECT id, kind, job_id, idempotency_key, body, tries FROM outbox WHERE delivered_at IS NULL AND refused_at IS NULL ORDER BY id LIMIT 1"
             ).fetchone()
         if row is None:
             return None
-        return OutboxMessage(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), row[6])
+        return OutboxMessage(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5])
 
     def outbox_delivered(self, message_id: int, at: datetime | None = None) -> None:
         """Upstream has the message. An acknowledged outcome ends the station's need for personal data."""
@@ -79,13 +77,13 @@ class Outbox(JournalDb):
         """Queue a station report (e.g. the morning report) for upstream's telemetry endpoint."""
         now = stamp(at or utcnow())
         with self._tx() as db:
-            self._enqueue(db, kind, "POST", f"/v1/stations/{self.station}/telemetry", f"{self.station}:{key}", body, now)
+            self._enqueue(db, kind, f"{self.station}:{key}", body, now)
 
     def outbox_summary(self) -> list[dict]:
-        """Each outbox message's kind, key and delivery state, without its body."""
+        """Each outbox message's kind, job and delivery state, without its body."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, kind, path, created_at, tries, last_error, delivered_at, refused_at FROM outbox ORDER BY id"
+                "SELECT id, kind, job_id, created_at, tries, last_error, delivered_at, refused_at FROM outbox ORDER BY id"
             ).fetchall()
-        keys = ("id", "kind", "path", "created_at", "tries", "last_error", "delivered_at", "refused_at")
+        keys = ("id", "kind", "job_id", "created_at", "tries", "last_error", "delivered_at", "refused_at")
         return [dict(zip(keys, row)) for row in rows]

@@ -124,6 +124,28 @@ MIGRATIONS: list[str] = [
     UPDATE outbox SET job_id = replace(replace(path, '/v1/jobs/', ''), '/outcome', '') WHERE kind = 'outcome';
     CREATE INDEX outbox_by_job ON outbox(job_id, kind);
     """,
+    # 4: the outbox says what a message is (kind, job) and the upstream client says where it goes:
+    # the journal holds no URL. Every row is kept, in its order, with its key.
+    """
+    CREATE TABLE outbox_v4 (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        job_id TEXT,
+        idempotency_key TEXT NOT NULL UNIQUE,
+        body TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        tries INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        delivered_at TEXT,
+        refused_at TEXT          -- upstream refused it for good (4xx): kept, not resent
+    );
+    INSERT INTO outbox_v4(id, kind, job_id, idempotency_key, body, created_at, tries, last_error, delivered_at, refused_at)
+        SELECT id, kind, job_id, idempotency_key, body, created_at, tries, last_error, delivered_at, refused_at FROM outbox;
+    DROP TABLE outbox;
+    ALTER TABLE outbox_v4 RENAME TO outbox;
+    CREATE INDEX outbox_pending ON outbox(delivered_at, id);
+    CREATE INDEX outbox_by_job ON outbox(job_id, kind);
+    """,
 ]
 
 

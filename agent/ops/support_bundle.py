@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from agent.upstream.client import route
 from agent.journal import Journal
 from agent.core.logs import mask_nik
 
@@ -58,6 +59,14 @@ def personal_terms(journal: Journal) -> set[str]:
     return terms
 
 
+def _path_of(message: dict, station: str) -> str | None:
+    """Where the upstream client sends this message (None for a kind it has no route for)."""
+    try:
+        return route(message["kind"], station, message["job_id"])[1]
+    except ValueError:
+        return None
+
+
 def journal_extract(journal: Journal) -> dict:
     """Job events, attempts, ledger and outbox state (no payloads), personal data scrubbed."""
     scrub = Scrubber(personal_terms(journal))
@@ -67,7 +76,7 @@ def journal_extract(journal: Journal) -> dict:
         "events": journal.events(max(since, 0), EXTRACT_EVENTS),
         "attempts": journal.attempts_since(""),
         "ledger": journal.ledger_entries(),
-        "outbox": journal.outbox_summary(),
+        "outbox": [{**m, "path": _path_of(m, journal.station)} for m in journal.outbox_summary()],
         "privacy": journal.privacy_report(),
     }
     return json.loads(scrub(json.dumps(extract)))

@@ -94,6 +94,25 @@ def tls_context(config: UpstreamConfig) -> ssl.SSLContext:
     return context
 
 
+# Where each kind of queued message goes (docs/upstream.openapi.yaml): the journal keeps what a
+# message is, the client where it is sent.
+TELEMETRY_KINDS = frozenset({"telemetry", "alert", "morning-report"})
+
+
+def route(kind: str, station: str, job_id: str | None) -> tuple[str, str]:
+    """The method and path of a queued message. Raises ValueError for a kind with no route, or an
+    outcome without its job."""
+    if kind == "outcome":
+        if not job_id:
+            raise ValueError("an outcome message names no job")
+        return "PUT", f"/v1/jobs/{job_id}/outcome"
+    if kind == "release":
+        return "POST", f"/v1/stations/{station}/leases/release"
+    if kind in TELEMETRY_KINDS:
+        return "POST", f"/v1/stations/{station}/telemetry"
+    raise ValueError(f"no upstream route for a message of kind {kind!r}")
+
+
 class UpstreamClient:
     """One station's link to upstream: leases, renewals, releases and outbox delivery."""
 
@@ -217,9 +236,14 @@ class UpstreamClient:
             raise UpstreamRefused(200, "held-leases answer has no jobs list of job ids")
         return [j["job_id"] for j in jobs]
 
-    def deliver(self, method: str, path: str, idempotency_key: str, body: dict) -> dict:
-        """Send one outbox message; replays are harmless thanks to the idempotency key.
+    def deliver(self, kind: str, job_id: str | None, idempotency_key: str, body: dict) -> dict:
+        """Send one outbox message to where its kind goes; replays are harmless thanks to the
+        idempotency key.
 
-        Raises UpstreamUnavailable or UpstreamRefused.
+        Raises UpstreamUnavailable or UpstreamRefused (also for a kind this client does not know).
         """
+        try:
+            method, path = route(kind, self.station_id, job_id)
+        except ValueError as exc:
+            raise UpstreamRefused(0, str(exc)) from None
         return self._call(method, path, body, headers={"Idempotency-Key": idempotency_key})

@@ -50,14 +50,14 @@ class OutboxSender:
                 self.journal.outbox_ready.wait(timeout=5.0)
                 continue
             try:
-                self.client.deliver(message.method, message.path, message.idempotency_key, message.body)
+                self.client.deliver(message.kind, message.job_id, message.idempotency_key, message.body)
             except (UpstreamUnavailable, UpstreamRefused) as exc:
                 if isinstance(exc, UpstreamOffContract):
                     # Not an acknowledgement the contract knows (a redirect, HTML for JSON): the
                     # message was not received as far as the station can tell. Kept, sent again.
                     self._off_contract(message.kind, exc)
                 elif isinstance(exc, UpstreamRefused) and exc.status not in RETRY_LATER:
-                    log.error("outbox-message-refused", kind=message.kind, path=message.path, error=str(exc))
+                    log.error("outbox-message-refused", kind=message.kind, job_id=message.job_id, error=str(exc))
                     self.journal.outbox_refused(message.id, str(exc))
                     continue
                 self.journal.outbox_failed(message.id, str(exc))
