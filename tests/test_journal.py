@@ -347,3 +347,16 @@ def test_the_journal_holds_no_url_and_every_kind_it_queues_has_a_route(journal):
         assert path.startswith("/v1/") and method in ("POST", "PUT")
     with pytest.raises(ValueError, match="no upstream route"):
         route("gossip", "st-1", None)
+
+
+def test_a_reason_is_joined_and_split_in_one_place_and_keeps_the_form_upstream_knows():
+    from agent.chip.profile import ChipFailure
+    from agent.journal.reasons import Because, Reason, reason_code
+
+    assert str(Because(Reason.PRINTER_FAULT, "jam")) == "printer-fault:jam"
+    assert str(Because(Reason.BAD_CARD_IMAGE, "front.png 0 bytes")) == "bad-card-image: front.png 0 bytes"
+    assert str(Because(ChipFailure.HASH_MISMATCH)) == "chip-hash-mismatch"
+    for because in (Because(Reason.PRINTER_FAULT, "jam"), Because(Reason.STATION_ERROR, "KeyError"),
+                    Because(ChipFailure.HASH_MISMATCH)):
+        assert reason_code(str(because)) == because.code.value
+    assert reason_code(None) == "unknown"

@@ -11,6 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from agent.journal.reasons import Because, Reason, reason_code
 from agent.journal.db import stamp, utcnow
 from agent.journal.ledger import Ledger
 from agent.journal.outbox import Outbox
@@ -69,7 +70,7 @@ MAX_INTERRUPTIONS = 10
 def counts_against_job(reason: str | None) -> bool:
     """True for a spoiled card the job's own data caused (a chip failure): those count toward
     the job's attempt limit. Interruptions, printer faults and station errors do not."""
-    return reason is not None and reason.startswith("chip-")
+    return reason is not None and reason_code(str(reason)).startswith("chip-")
 
 
 @dataclass(frozen=True)
@@ -210,8 +211,9 @@ class JobBook(Outbox, Ledger):
                 return ClaimedJob(job_id, payload, attempt, printer)
         return None
 
-    def unclaim(self, job_id: str, attempt: int, reason: str, at: datetime | None = None) -> None:
+    def unclaim(self, job_id: str, attempt: int, reason: str | Because, at: datetime | None = None) -> None:
         """No card was fed for this attempt (feeder empty, printer fault before feeding): back to leased."""
+        reason = str(reason)
         now = stamp(at or utcnow())
         with self._tx() as db:
             db.execute("DELETE FROM attempts WHERE job_id = ? AND n = ?", (job_id, attempt))
@@ -237,12 +239,13 @@ class JobBook(Outbox, Ledger):
         with self._tx() as db:
             self._set_state(db, job_id, state, now, **detail)
 
-    def spoiled(self, job_id: str, attempt: int, reason: str, checks: list[dict] | None = None,
+    def spoiled(self, job_id: str, attempt: int, reason: str | Because, checks: list[dict] | None = None,
                 at: datetime | None = None) -> JobState:
         """The card went to the reject box. Retry on a fresh blank, or give up after the limit.
 
         Returns the job's new state (leased for a retry, failed when out of attempts).
         """
+        reason = str(reason)
         now = stamp(at or utcnow())
         with self._tx() as db:
             db.execute(
@@ -264,10 +267,10 @@ class JobBook(Outbox, Ledger):
             spoils = db.execute("SELECT reason FROM attempts WHERE job_id = ? AND result = 'spoiled'", (job_id,)).fetchall()
             own = sum(1 for (why,) in spoils if counts_against_job(why))
             if own >= self.max_attempts:
-                self._finish(db, job_id, JobState.FAILED, now, reason="too-many-spoiled-cards")
+                self._finish(db, job_id, JobState.FAILED, now, reason=Reason.TOO_MANY_SPOILED)
                 return JobState.FAILED
             if len(spoils) - own >= MAX_INTERRUPTIONS:
-                self._finish(db, job_id, JobState.FAILED, now, reason="too-many-interruptions")
+                self._finish(db, job_id, JobState.FAILED, now, reason=Reason.TOO_MANY_INTERRUPTIONS)
                 return JobState.FAILED
             self._set_state(db, job_id, JobState.LEASED, now, retry_after=reason)
             return JobState.LEASED
@@ -282,15 +285,17 @@ class JobBook(Outbox, Ledger):
             )
             self._finish(db, job_id, JobState.PRINTED, now)
 
-    def give_up(self, job_id: str, attempt: int, reason: str, at: datetime | None = None) -> None:
+    def give_up(self, job_id: str, attempt: int, reason: str | Because, at: datetime | None = None) -> None:
         """The job cannot be printed at all (e.g. its card image is unusable); no blank was used."""
+        reason = str(reason)
         now = stamp(at or utcnow())
         with self._tx() as db:
             db.execute("DELETE FROM attempts WHERE job_id = ? AND n = ?", (job_id, attempt))
             self._finish(db, job_id, JobState.FAILED, now, reason=reason)
 
-    def fail(self, job_id: str, reason: str, at: datetime | None = None) -> None:
+    def fail(self, job_id: str, reason: str | Because, at: datetime | None = None) -> None:
         """End a job `failed` (reported upstream), keeping its card attempts as they are."""
+        reason = str(reason)
         now = stamp(at or utcnow())
         with self._tx() as db:
             self._finish(db, job_id, JobState.FAILED, now, reason=reason)

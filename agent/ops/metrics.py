@@ -24,6 +24,7 @@ from typing import Any, Callable
 import structlog
 
 from agent.core.listen import ListenAddress
+from agent.journal.reasons import reason_code
 
 log = structlog.get_logger("metrics")
 
@@ -79,12 +80,6 @@ class _Family:
         self.samples.append((labels, value))
 
 
-def _reason_code(reason: str | None) -> str:
-    # A reason may carry detail after a colon ("bad-card-image: ..."): the code alone keeps the
-    # series few and the detail (which may quote a job) out of the metrics.
-    return (reason or "unknown").split(":", 1)[0].strip() or "unknown"
-
-
 def families(snap: Snapshot) -> list[_Family]:
     """The metric families of one snapshot, in the order they are written."""
     info = _Family("printstation_info", "gauge", "The station this agent runs; always 1.")
@@ -125,7 +120,7 @@ def families(snap: Snapshot) -> list[_Family]:
     printed = _Family("printstation_cards_printed_total", "counter", "Cards printed and ejected to the output tray.")
     spoiled = _Family("printstation_cards_spoiled_total", "counter", "Cards sent to the reject box, by reason.")
     done = Counter(a["printer"] for a in snap.attempts if a["result"] == "printed")
-    rejects = Counter((a["printer"], _reason_code(a["reason"])) for a in snap.attempts if a["result"] == "spoiled")
+    rejects = Counter((a["printer"], reason_code(a["reason"])) for a in snap.attempts if a["result"] == "spoiled")
     for name in sorted({p.name for p in snap.printers} | set(done)):
         printed.add(done[name], printer=name)
     for (name, code), n in sorted(rejects.items()):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from agent.station.crashpoints import CrashPoint, reached
 from agent.journal import ActiveJob, Journal, JobState
-from agent.journal.reasons import INTERRUPTED
+from agent.journal.reasons import INTERRUPTED, Reason
 from drivers.evolis.printer import EvolisPrinter
 
 
@@ -46,7 +46,7 @@ def _resolve(journal: Journal, printer: EvolisPrinter, job: ActiveJob) -> str:
     # The counter is written before the feed command is sent: no counter means no feed was sent.
     if job.state is JobState.FEEDING and (job.card_counter_before is None
                                           or printer.counters().cards == job.card_counter_before):
-        journal.unclaim(job.job_id, job.attempt, reason="interrupted-before-feed")
+        journal.unclaim(job.job_id, job.attempt, reason=Reason.INTERRUPTED_BEFORE_FEED)
         return JobState.LEASED.value
     journal.hold(job.job_id, f"no card inside after '{job.state.value}': cannot prove where the card went")
     return JobState.HELD.value

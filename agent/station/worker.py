@@ -23,6 +23,7 @@ from agent.core.config import PrinterConfig
 from agent.station.crashpoints import CrashPoint, reached
 from agent.core.limits import DEFAULT_LIMITS, JobLimits
 from agent.upstream.job import JobRejected, parse_job
+from agent.journal.reasons import Because, Reason
 from agent.journal import ClaimedJob, Journal, JournalError, JobState, utcnow
 from agent.station.recovery import recover
 from agent.station.render_ahead import Prepared, RenderAhead
@@ -37,7 +38,6 @@ from drivers.pcsc import PcscError, PcscReader
 log = structlog.get_logger("printer")
 
 # A printer fault seen while a card is inside: the card goes to the reject box with this reason.
-PRINTER_FAULT_REASON = "printer-fault"
 
 
 @dataclass
@@ -377,7 +377,7 @@ class PrinterWorker:
                 prepared = self._prepared(claimed)
         except CardImageError as exc:
             log.error("card-image-unusable", job_id=claimed.job_id, reason=str(exc))
-            self.journal.give_up(claimed.job_id, claimed.attempt, f"bad-card-image: {exc}")
+            self.journal.give_up(claimed.job_id, claimed.attempt, Because(Reason.BAD_CARD_IMAGE, str(exc)))
             return
         job, panels = prepared.job, prepared.panels
         reached(CrashPoint.BEFORE_FEED)
@@ -389,7 +389,7 @@ class PrinterWorker:
             reached(CrashPoint.AFTER_FEED)
         except CommandRejected as exc:
             # Nothing left the hopper: the job waits for the printer (or another one), no blank is counted.
-            self.journal.unclaim(job.job_id, claimed.attempt, reason=f"feed-refused: {exc.reply}")
+            self.journal.unclaim(job.job_id, claimed.attempt, reason=Because(Reason.FEED_REFUSED, exc.reply))
             faults = frozenset({exc.fault}) if exc.fault else frozenset()
             if exc.fault is Fault.FEEDER_EMPTY:
                 self._check_ledger(feeder_empty=True)
@@ -430,7 +430,7 @@ class PrinterWorker:
             faults = frozenset({exc.fault}) if exc.fault else frozenset()
             self._alert(faults)
             if self._stuck is None:  # else the reject itself was refused: the card keeps its first reason
-                reason = f"{PRINTER_FAULT_REASON}:{exc.fault.name.lower() if exc.fault else exc.reply}"
+                reason = Because(Reason.PRINTER_FAULT, exc.fault.name.lower() if exc.fault else exc.reply)
                 try:
                     self._reject(job.job_id, claimed.attempt, reason)
                 except CommandRejected:
@@ -456,14 +456,14 @@ class PrinterWorker:
     def _poisoned(self, claimed: ClaimedJob, exc: Exception) -> None:
         """A job whose handling raised what nobody expected: it ends `failed`, reported upstream
         with the reason; its card, if one was fed, goes to the reject box and is counted."""
-        reason = (f"{exc.reason.value}: {exc.message}" if isinstance(exc, JobRejected)
-                  else f"station-error: {type(exc).__name__}")
+        reason = (Because(exc.reason, exc.message) if isinstance(exc, JobRejected)
+                  else Because(Reason.STATION_ERROR, type(exc).__name__))
         log.error("job-failed-unhandled", printer=self.name, job_id=claimed.job_id, reason=reason,
                   remedy="the job is reported failed upstream; send a support bundle to the technician")
         state = self.journal.job_state(claimed.job_id)
         if state in (JobState.ENCODING, JobState.PRINTING, JobState.EJECTING, JobState.REJECTING):
             if self.printer is not None and self.printer.card_present():
-                self._reject(claimed.job_id, claimed.attempt, "station-error")
+                self._reject(claimed.job_id, claimed.attempt, Reason.STATION_ERROR)
             self.journal.fail(claimed.job_id, reason)
         elif state is JobState.FEEDING:
             self.journal.give_up(claimed.job_id, claimed.attempt, reason)
@@ -499,9 +499,10 @@ class PrinterWorker:
             for panel in panels.back:
                 self.printer.download(panel)
 
-    def _reject(self, job_id: str, attempt: int, reason: str, checks: list[dict] | None = None) -> None:
+    def _reject(self, job_id: str, attempt: int, because: str | Because, checks: list[dict] | None = None) -> None:
         """Send the card to the reject box, then record it spoiled; the job retries on a fresh blank."""
         assert self.printer is not None
+        reason = str(because)
         self.journal.advance(job_id, JobState.REJECTING, reason=reason)
         reached(CrashPoint.BEFORE_REJECT)
         self._stuck = (job_id, attempt, reason, checks)
