@@ -18,7 +18,8 @@ from referencing.jsonschema import DRAFT202012
 
 from agent.core.config import StockConfig, UpstreamConfig
 from agent.journal import Journal, utcnow
-from agent.upstream.telemetry import PrinterReading, TelemetryReporter
+from agent.core.printer_snapshot import PrinterSnapshot
+from agent.upstream.telemetry import TelemetryReporter
 from agent.upstream.client import UpstreamClient, UpstreamRefused
 from simulators.upstream import server as upstream_module
 from simulators.upstream.server import UpstreamConfig as ServerConfig, UpstreamServer
@@ -157,7 +158,7 @@ def test_every_request_of_the_agent_and_every_answer_of_the_server_fit_the_docum
         journal.reject("J-000002", "bad-signature", "signature does not match the job")
         journal.hold("J-000003", "card-not-accounted-for")
         assert client.release(["J-000004"], "the station will not print it") == ["J-000004"]
-        reporter = TelemetryReporter(journal, lambda: [PrinterReading("p1", "idle", (), 120, 2)], StockConfig())
+        reporter = TelemetryReporter(journal, lambda: [PrinterSnapshot("p1", "idle", (), ribbon_left=120, card_counter=2)], StockConfig())
         reporter.queue(reporter.report())
         assert _deliver_outbox(journal, client) >= 4
         with pytest.raises(UpstreamRefused):  # a conflicting outcome: the 409 body is in the contract too

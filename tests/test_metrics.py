@@ -13,7 +13,8 @@ import pytest
 
 from agent.core.config import check_config, load_config
 from agent.core.listen import ListenAddress, parse_listen
-from agent.ops.metrics import CONTENT_TYPE, PrinterFigures, Snapshot, render
+from agent.core.printer_snapshot import PrinterSnapshot
+from agent.ops.metrics import CONTENT_TYPE, Snapshot, render
 from tests.crash_station import AGENT, StationRig, wait_until
 
 # One sample line of the text format: name, optional labels, value.
@@ -46,8 +47,8 @@ def value(samples: dict, name: str, **labels: str) -> float | None:
 
 def test_the_text_format_escapes_labels_and_names_counters_total():
     snap = Snapshot(
-        station='st "1"', printers=(PrinterFigures("p1", "stopped", ("cover-open-error", "paused"), True, 42),
-                                    PrinterFigures("p2", "starting", (), False, None)),
+        station='st "1"', printers=(PrinterSnapshot("p1", "stopped", ("cover-open-error", "paused"), paused=True, ribbon_left=42),
+                                    PrinterSnapshot("p2", "starting")),
         balance=[{"printer": "p1", "lot": "LOT\\7\n", "remaining": 12}, {"printer": "p2", "lot": None, "remaining": 0}],
         attempts=[{"printer": "p1", "result": "printed", "reason": None},
                   {"printer": "p1", "result": "spoiled", "reason": "bad-card-image: front.png 0 bytes"},

@@ -3,24 +3,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
+from agent.core.printer_snapshot import PrinterSnapshot
 from agent.ops.batch import BatchRunner, render_text
 from agent.journal import Journal
-
-
-@dataclass
-class View:
-    ribbon_left: int | None = 100
-
-
-@dataclass
-class Printer:
-    """What the report reads of a printer loop: its name and its view."""
-
-    name: str
-    view: View = field(default_factory=View)
 
 
 def test_interrupted_cards_are_counted_apart(tmp_path):
@@ -40,7 +27,7 @@ def test_interrupted_cards_are_counted_apart(tmp_path):
     assert c is not None, "interruptions did not use up the citizen's attempts"
     journal.fed(c.job_id, c.attempt, "p1")
     journal.printed(c.job_id, c.attempt, 1)
-    report = runner.finish("queue-empty", [Printer("p1")], {"p1": 6}).to_json()
+    report = runner.finish("queue-empty", [PrinterSnapshot("p1", "idle", ribbon_left=100)], {"p1": 6}).to_json()
     journal.close()
     assert (report["printed"], report["spoiled"], report["interrupted"]) == (1, 3, 2)
     assert "terputus oleh stasiun" in render_text(report, "id") and ": 2" in render_text(report, "id")

@@ -16,7 +16,8 @@ from agent.ops.metrics import Snapshot, families
 from agent.core.print_windows import PrintWindow
 from agent.ops.status import from_journal
 from agent.upstream.stock_forecast import PrintCalendar, stock_picture
-from agent.upstream.telemetry import PrinterReading, TelemetryReporter
+from agent.core.printer_snapshot import PrinterSnapshot
+from agent.upstream.telemetry import TelemetryReporter
 
 ZONE = datetime.now().astimezone().tzinfo  # the station's clock is the system's
 WINDOWS = (PrintWindow(("mon", "tue", "wed", "thu", "fri"), time(8, 0), time(16, 0)),)
@@ -90,7 +91,7 @@ def test_the_ledger_has_the_volume_of_a_busy_office(journal):
 def test_status_telemetry_and_the_metric_give_the_same_date_and_it_is_right_by_hand(journal):
     status = from_journal(journal, "st-1", list(RECENT), now=NOW, windows=WINDOWS, holidays=frozenset({HOLIDAY}),
                           stock=STOCK).to_json()
-    reporter = TelemetryReporter(journal, lambda: [PrinterReading(n, "idle") for n in RECENT], STOCK, CALENDAR)
+    reporter = TelemetryReporter(journal, lambda: [PrinterSnapshot(n, "idle") for n in RECENT], STOCK, CALENDAR)
     telemetry = reporter.report(NOW)
     picture = stock_picture(journal, list(RECENT), CALENDAR, STOCK, NOW)
     metric = {dict(labels)["scope"]: value for family in families(Snapshot("st-1", (), [], [], {}, 0, True,

@@ -6,7 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 from agent.core.config import StockConfig
 from agent.journal import Journal, stamp, utcnow
-from agent.upstream.telemetry import PrinterReading, TelemetryReporter
+from agent.core.printer_snapshot import PrinterSnapshot
+from agent.upstream.telemetry import TelemetryReporter
 
 UTC = timezone.utc
 NOW = datetime(2026, 6, 3, 5, 0, tzinfo=UTC)  # Wednesday 12:00 in Jakarta
@@ -63,14 +64,14 @@ def kinds(body: dict) -> set[tuple[str, str]]:
 
 
 def test_plenty_of_stock_raises_no_alert(tmp_path):
-    body = report(tmp_path, [PrinterReading("p1", "idle", (), 900, 10)], 800, 20)
+    body = report(tmp_path, [PrinterSnapshot("p1", "idle", (), ribbon_left=900, card_counter=10)], 800, 20)
     assert [a for a in body["alerts"] if a["kind"] != "office-stock-low"] == [] and body["printers"][0]["reasons"] == []
     assert body["printers"][0]["blanks"]["remaining"] == 800
     assert body["printers"][0]["blanks"]["lots"][0]["lot"] == "LOT-1"
 
 
 def test_few_blanks_raise_a_low_alert_in_ipp_words(tmp_path):
-    body = report(tmp_path, [PrinterReading("p1", "idle", (), 900)], 40, 5)
+    body = report(tmp_path, [PrinterSnapshot("p1", "idle", (), ribbon_left=900)], 40, 5)
     assert ("blanks-low", "warning") in kinds(body)
     assert "media-low-warning" in body["printers"][0]["reasons"]
 
@@ -78,7 +79,7 @@ def test_few_blanks_raise_a_low_alert_in_ipp_words(tmp_path):
 def test_a_hopper_that_empties_within_its_next_print_window_raises_a_low_alert(tmp_path):
     # 90 blanks is above the count threshold of 10, but at 150 a print day they are gone before
     # today's window (12:00-20:00 of 07:30-20:00 left) closes.
-    body = report(tmp_path, [PrinterReading("p1", "processing", (), 900)], 90, 150,
+    body = report(tmp_path, [PrinterSnapshot("p1", "processing", (), ribbon_left=900)], 90, 150,
                   stock=StockConfig(blanks_low=10, ribbon_low=50))
     assert ("blanks-low", "warning") in kinds(body)
     assert body["printers"][0]["forecast"]["blanks"]["print_days"] < 1
@@ -86,27 +87,27 @@ def test_a_hopper_that_empties_within_its_next_print_window_raises_a_low_alert(t
 
 def test_the_office_stock_warns_within_its_print_days_though_the_calendar_says_more(tmp_path):
     # 500 blanks at 150 a print day on a Wednesday: out on Monday, 3.3 print days but 5.2 calendar days.
-    body = report(tmp_path, [PrinterReading("p1", "processing", (), 900)], 500, 150)
+    body = report(tmp_path, [PrinterSnapshot("p1", "processing", (), ribbon_left=900)], 500, 150)
     office = body["forecast"]["blanks"]
     assert 3 < office["print_days"] < 3.5 and office["days"] > 5
     assert ("office-stock-low", "warning") in kinds(body)
 
 
 def test_an_empty_hopper_and_a_spent_ribbon_raise_empty_alerts(tmp_path):
-    body = report(tmp_path, [PrinterReading("p1", "stopped", ("media-empty-error",), 0)], 0, 5)
+    body = report(tmp_path, [PrinterSnapshot("p1", "stopped", ("media-empty-error",), ribbon_left=0)], 0, 5)
     assert {("blanks-empty", "error"), ("ribbon-empty", "error"), ("printer-stopped", "error")} <= kinds(body)
     assert {"media-empty-error", "marker-supply-empty-error"} <= set(body["printers"][0]["reasons"])
 
 
 def test_a_low_ribbon_raises_a_low_alert_with_its_run_out_date(tmp_path):
-    body = report(tmp_path, [PrinterReading("p1", "idle", (), 30)], 800, 20)
+    body = report(tmp_path, [PrinterSnapshot("p1", "idle", (), ribbon_left=30)], 800, 20)
     ribbon = [a for a in body["alerts"] if a["kind"] == "ribbon-low"]
     assert ribbon and "30 more cards" in ribbon[0]["message"]
     assert body["printers"][0]["forecast"]["ribbon"]["date"] is not None
 
 
 def test_printed_and_spoiled_are_counted_per_local_day(tmp_path):
-    body = report(tmp_path, [PrinterReading("p1", "idle")], 800, 9, days=1, spoiled_today=1)
+    body = report(tmp_path, [PrinterSnapshot("p1", "idle")], 800, 9, days=1, spoiled_today=1)
     assert body["days"][-1] == {"date": "2026-06-03", "printed": 3, "spoiled": 1}
     assert len(body["days"]) == STOCK.lookback_days
     assert body["printers"][0]["counters"]["printed_today"] == 3
@@ -122,7 +123,7 @@ def test_a_report_goes_through_the_outbox_with_its_own_idempotency_key(tmp_path)
     try:
         journal.receive_blanks("LOT-7", 30)
         journal.load_blanks("p1", 30, lot="LOT-7")
-        reporter = TelemetryReporter(journal, lambda: [PrinterReading("p1", "idle", (), 200)], STOCK)
+        reporter = TelemetryReporter(journal, lambda: [PrinterSnapshot("p1", "idle", (), ribbon_left=200)], STOCK)
         first = reporter.report(utcnow())
         reporter.queue(first)
         reporter.queue(reporter.report(utcnow() + timedelta(seconds=1)))

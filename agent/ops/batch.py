@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 import structlog
 
+from agent.core.printer_snapshot import PrinterSnapshot
 from agent.journal import IN_PRINTER, Journal, stamp
 from agent.core.messages import fault_message, word
 from agent.journal.reasons import INTERRUPTED
@@ -129,14 +131,14 @@ class BatchRunner:
         log.info("batch-started", target=target, deadline=stamp(deadline) if deadline else None)
         return self.current
 
-    def observe(self, workers: list, upstream_online: bool, blanks: dict[str, int], now: datetime | None = None,
+    def observe(self, printers: Sequence[PrinterSnapshot], upstream_online: bool, blanks: dict[str, int], now: datetime | None = None,
                 forecasts: dict[str, dict | None] | None = None, stock: dict | None = None) -> None:
         """Note faults starting and ending, count cards, and finish the batch when it is done."""
         batch = self.current
         if batch is None or batch.finished is not None:
             return
         now = now or datetime.now(timezone.utc)
-        seen = {(w.name, f) for w in workers for f in (*w.view.faults, *_station_reasons(w.view.reasons))}
+        seen = {(p.name, f) for p in printers for f in (*p.faults, *_station_reasons(p.reasons))}
         if not upstream_online:
             seen.add(("upstream", "upstream-offline"))
         open_spans = {(s.printer, s.fault): s for s in batch.faults if s.ended_at is None}
@@ -159,9 +161,9 @@ class BatchRunner:
         elif batch.deadline is not None and now >= batch.deadline:
             reason = "deadline"
         if reason:
-            self.finish(reason, workers, blanks, now, forecasts or {}, stock)
+            self.finish(reason, printers, blanks, now, forecasts or {}, stock)
 
-    def finish(self, reason: str, workers: list, blanks: dict[str, int], now: datetime | None = None,
+    def finish(self, reason: str, printers: Sequence[PrinterSnapshot], blanks: dict[str, int], now: datetime | None = None,
                forecasts: dict[str, dict | None] | None = None, stock: dict | None = None) -> MorningReport | None:
         """End the batch: write the morning report (JSON and text) and queue it upstream."""
         batch = self.current
@@ -173,18 +175,18 @@ class BatchRunner:
                 self._close(span, now)
         attempts = self.journal.attempts_since(stamp(batch.started))
         spoiled = [a for a in attempts if a["result"] == "spoiled"]
-        printers = {}
-        for w in workers:
-            mine = [a for a in attempts if a["printer"] == w.name]
-            printers[w.name] = {"printed": sum(a["result"] == "printed" for a in mine),
-                                "spoiled": sum(a["result"] == "spoiled" for a in mine),
-                                "blanks_left": blanks.get(w.name), "ribbon_left": w.view.ribbon_left,
-                                "blanks_forecast": (forecasts or {}).get(w.name)}
+        per_printer = {}
+        for p in printers:
+            mine = [a for a in attempts if a["printer"] == p.name]
+            per_printer[p.name] = {"printed": sum(a["result"] == "printed" for a in mine),
+                                   "spoiled": sum(a["result"] == "spoiled" for a in mine),
+                                   "blanks_left": blanks.get(p.name), "ribbon_left": p.ribbon_left,
+                                   "blanks_forecast": (forecasts or {}).get(p.name)}
         report = MorningReport(
             station=self.station, started_at=stamp(batch.started), ended_at=stamp(now), ended_because=reason,
             target=batch.target, printed=sum(a["result"] == "printed" for a in attempts), spoiled=len(spoiled),
             spoiled_reasons=dict(Counter(a["reason"] or "unknown" for a in spoiled)), faults=batch.faults,
-            printers=printers, outbox_backlog=self.journal.outbox_backlog(), stock=stock,
+            printers=per_printer, outbox_backlog=self.journal.outbox_backlog(), stock=stock,
             interrupted=sum(a["reason"] == INTERRUPTED for a in spoiled),
         )
         batch.finished = report

@@ -24,6 +24,8 @@ import structlog
 from agent.ops.batch import BatchError, BatchRunner
 from agent.ops.diagnose import PrinterReport, TraceRecorder, probe, unreachable
 from agent.ops.hopper import PrinterEvidence, read_evidence
+from agent.core.printer_snapshot import PrinterSnapshot
+from agent.ops.station_handle import PrinterHandle, RunningStation
 from agent.journal import JournalError, stamp
 from agent.core.print_windows import check_windows
 from agent.ops.status import PrinterStatus, StationStatus, local_midnight_utc, queue_counts, with_stock
@@ -96,13 +98,13 @@ class ControlServer:
             return [asdict(self._evidence(w)) for w in self.station.workers]
         raise ValueError(f"unknown command {cmd!r}")
 
-    def _worker(self, name: object):
+    def _worker(self, name: object) -> PrinterHandle:
         for worker in self.station.workers:
             if worker.name == name:
                 return worker
         raise LookupError(f"no printer named {name!r}; the station has {', '.join(w.name for w in self.station.workers)}")
 
-    def _pause(self, cmd: str, worker) -> dict:
+    def _pause(self, cmd: str, worker: PrinterHandle) -> dict:
         if cmd == "resume":
             worker.paused.clear()
         else:
@@ -112,12 +114,12 @@ class ControlServer:
         if cmd == "drain":
             # Drained: the card in progress has left the printer; it is safe to open it.
             deadline = time.monotonic() + DRAIN_WAIT_S
-            while worker.view.state == "processing" and time.monotonic() < deadline:
+            while worker.snapshot().state == "processing" and time.monotonic() < deadline:
                 time.sleep(0.2)
-        return {"printer": worker.name, "paused": worker.paused.is_set(), "state": worker.view.state,
-                "job_id": worker.view.job_id}
+        snap = worker.snapshot()
+        return {"printer": worker.name, "paused": snap.paused, "state": snap.state, "job_id": snap.job_id}
 
-    def _evidence(self, worker) -> PrinterEvidence:
+    def _evidence(self, worker: PrinterHandle) -> PrinterEvidence:
         """What one printer says of its feeder and counter, asked on the worker's own link between cards."""
         if not worker.link_lock.acquire(timeout=PROBE_WAIT_S):
             return PrinterEvidence(worker.name, asked=False, not_asked_because="the printer stayed busy with a card")
@@ -131,7 +133,7 @@ class ControlServer:
         finally:
             worker.link_lock.release()
 
-    def _probe(self, worker, trace: bool) -> PrinterReport:
+    def _probe(self, worker: PrinterHandle, trace: bool) -> PrinterReport:
         report = PrinterReport(name=worker.name, link=worker.config.link, via="daemon")
         lang = worker.language
         if not worker.link_lock.acquire(timeout=PROBE_WAIT_S):
@@ -204,7 +206,7 @@ class ControlPanel:
 
     TICK_S = 1.0
 
-    def __init__(self, station: Any) -> None:
+    def __init__(self, station: RunningStation) -> None:
         self.station = station
         self.config = station.config
         self.journal = station.journal
@@ -231,11 +233,11 @@ class ControlPanel:
             self._server.close()
         try:
             picture = self.station.stock()
-            forecasts = {name: h.run_out.as_json() for name, h in picture.hoppers.items()}
+            forecasts: dict[str, dict | None] = {name: h.run_out.as_json() for name, h in picture.hoppers.items()}
             stock: dict | None = picture.as_json()
         except JournalError:
             forecasts, stock = {}, None
-        self.batch.finish("station-stopped", self.workers, self._blanks(), forecasts=forecasts, stock=stock)
+        self.batch.finish("station-stopped", self.snapshots(), self._blanks(), forecasts=forecasts, stock=stock)
         self._ticker.join(timeout=5)
 
     def hold_reason(self) -> str | None:
@@ -244,6 +246,9 @@ class ControlPanel:
             return None if self.batch.wants_more() else "batch-complete"
         verdict = check_windows(self.config.windows, datetime.now().astimezone())
         return None if verdict.open else "outside-print-window"
+
+    def snapshots(self) -> list[PrinterSnapshot]:
+        return [w.snapshot() for w in self.workers]
 
     def wake(self) -> None:
         with self.station.work:
@@ -261,18 +266,14 @@ class ControlPanel:
         picture = self.station.stock()
         today = self.journal.attempts_since(local_midnight_utc(now))
         printers = []
-        for w in self.workers:
-            view = w.view
-            mine = [a for a in today if a["printer"] == w.name]
-            blanks = self.journal.blanks_remaining(w.name)
-            reasons = list(view.reasons)
-            if w.paused.is_set() and view.state == "processing":
-                reasons.append("draining")
+        for snap in self.snapshots():
+            mine = [a for a in today if a["printer"] == snap.name]
+            reasons = [*snap.reasons, *(["draining"] if snap.draining else [])]
             printers.append(with_stock(PrinterStatus(
-                name=w.name, state=view.state, reasons=reasons, faults=list(view.faults), job_id=view.job_id,
-                paused=w.paused.is_set(), blanks=blanks, ribbon_left=view.ribbon_left,
+                name=snap.name, state=snap.state, reasons=reasons, faults=list(snap.faults), job_id=snap.job_id,
+                paused=snap.paused, blanks=self.journal.blanks_remaining(snap.name), ribbon_left=snap.ribbon_left,
                 printed_today=sum(a["result"] == "printed" for a in mine),
-                spoiled_today=sum(a["result"] == "spoiled" for a in mine), model=view.model, serial=view.serial),
+                spoiled_today=sum(a["result"] == "spoiled" for a in mine), model=snap.model, serial=snap.serial),
                 picture))
         verdict = check_windows(self.config.windows, datetime.now().astimezone())
         return StationStatus(
@@ -318,6 +319,6 @@ class ControlPanel:
                 picture = self.station.stock()
                 forecasts = {w.name: picture.hoppers[w.name].run_out.as_json() if w.name in picture.hoppers else None
                              for w in self.workers}
-                self.batch.observe(self.workers, self.station.intake.online, blanks, now, forecasts, picture.as_json())
+                self.batch.observe(self.snapshots(), self.station.intake.online, blanks, now, forecasts, picture.as_json())
             except Exception:  # the batch's bookkeeping must never stop the station
                 log.exception("batch-observe-failed")

@@ -24,6 +24,8 @@ from typing import Any, Callable
 import structlog
 
 from agent.core.listen import ListenAddress
+from agent.core.printer_snapshot import PrinterSnapshot
+from agent.ops.station_handle import RunningStation
 from agent.journal.reasons import reason_code
 
 log = structlog.get_logger("metrics")
@@ -35,22 +37,11 @@ PRINTER_STATES = ("starting", "idle", "processing", "stopped")
 
 
 @dataclass(frozen=True)
-class PrinterFigures:
-    """One printer as its worker last saw it."""
-
-    name: str
-    state: str
-    reasons: tuple[str, ...]
-    paused: bool
-    ribbon_left: int | None
-
-
-@dataclass(frozen=True)
 class Snapshot:
     """Everything the endpoint shows, read at one scrape."""
 
     station: str
-    printers: tuple[PrinterFigures, ...]
+    printers: tuple[PrinterSnapshot, ...]
     balance: list[dict]                     # Journal.ledger_balance(): per printer and lot
     attempts: list[dict]                    # Journal.attempts_since(SINCE_EVER)
     jobs_by_state: dict[str, int]
@@ -59,11 +50,10 @@ class Snapshot:
     stock: dict | None = None               # agent.upstream.stock_forecast.StockPicture.as_json()
 
 
-def read_station(station: Any) -> Snapshot:
-    """A snapshot of a running agent.station.daemon.Station. Raises JournalError when the journal cannot be read."""
+def read_station(station: RunningStation) -> Snapshot:
+    """A snapshot of a running station. Raises JournalError when the journal cannot be read."""
     journal = station.journal
-    printers = tuple(PrinterFigures(w.name, w.view.state, tuple(w.view.reasons), w.paused.is_set(), w.view.ribbon_left)
-                     for w in station.workers)
+    printers = tuple(w.snapshot() for w in station.workers)
     return Snapshot(station.config.station_id, printers, journal.ledger_balance(), journal.attempts_since(SINCE_EVER),
                     journal.count_by_state(), journal.outbox_backlog(), bool(station.intake.online),
                     station.stock().as_json())

@@ -22,9 +22,10 @@ from agent.upstream.sender import OutboxSender
 from agent.station.worker import PrinterWorker
 from agent.station.render_ahead import RenderAhead
 from agent.core.sd_notify import Notifier
-from agent.upstream.stock_forecast import calendar_for, stock_picture
+from agent.upstream.stock_forecast import StockPicture, calendar_for, stock_picture
 from agent.station.supervisor import EXIT_THREAD_FAILED, Supervised
-from agent.upstream.telemetry import PrinterReading, TelemetryReporter
+from agent.upstream.telemetry import TelemetryReporter
+from agent.core.printer_snapshot import PrinterSnapshot
 from agent.upstream.client import UpstreamClient
 
 log = structlog.get_logger("station")
@@ -66,10 +67,10 @@ class Station:
         self.schedule = schedule_for(config.windows)
         self.calendar = calendar_for(config)  # the same windows, less the holidays: every stock forecast's
         self.control = ControlPanel(self)
-        self.telemetry = TelemetryReporter(self.journal, self.printer_readings, config.stock, self.calendar)
+        self.telemetry = TelemetryReporter(self.journal, self.printer_snapshots, config.stock, self.calendar)
         self.metrics = MetricsEndpoint(config.metrics, lambda: read_station(self)) if config.metrics else None
 
-    def stock(self):  # -> agent.upstream.stock_forecast.StockPicture
+    def stock(self) -> StockPicture:
         """The station's one stock forecast, now. Raises JournalError."""
         return stock_picture(self.journal, [w.name for w in self.workers], self.calendar, self.config.stock)
 
@@ -123,10 +124,9 @@ class Station:
         self.journal.close()
         log.info("station-stopped")
 
-    def printer_readings(self) -> list[PrinterReading]:
+    def printer_snapshots(self) -> list[PrinterSnapshot]:
         """Each printer as its worker last saw it, for telemetry."""
-        return [PrinterReading(w.name, w.view.state, w.view.reasons, w.view.ribbon_left, w.view.card_counter)
-                for w in self.workers]
+        return [w.snapshot() for w in self.workers]
 
     def _purge_history(self) -> None:
         """Keep the journal bounded: forget finished jobs older than the retention (once a day)."""
@@ -140,8 +140,8 @@ class Station:
 
     def summary(self) -> str:
         """One line for `systemctl status`: what each printer does, and what waits."""
-        printers = ", ".join(f"{w.name} {w.view.state}" + (f" ({' '.join(w.view.reasons)})" if w.view.reasons else "")
-                             for w in self.workers)
+        printers = ", ".join(f"{s.name} {s.state}" + (f" ({' '.join(s.reasons)})" if s.reasons else "")
+                             for s in self.printer_snapshots())
         return (f"{printers}; {self.journal.printable_count()} jobs waiting; "
                 f"{self.journal.outbox_backlog()} reports to send; upstream {'online' if self.intake.online else 'offline'}"
                 f"{self.control.summary()}")

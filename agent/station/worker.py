@@ -20,6 +20,7 @@ from agent.chip.encoder_station import (DEFAULT_CARD_BUDGET_S, StationTimeouts, 
                                         failure_checks)
 from agent.chip.profile import ChipError, ChipExpectation, ChipFailure, ChipProfile
 from agent.core.config import PrinterConfig
+from agent.core.printer_snapshot import PrinterSnapshot
 from agent.station.crashpoints import CrashPoint, reached
 from agent.core.limits import DEFAULT_LIMITS, JobLimits
 from agent.upstream.job import JobRejected, parse_job
@@ -133,6 +134,13 @@ class PrinterWorker:
         self._refused_wait = REFUSED_RETRY_FIRST_S
         self._alerted: frozenset[Fault] | None = None
         self._before_hang: tuple | None = None  # the view to go back to when a silent printer answers
+
+    def snapshot(self) -> PrinterSnapshot:
+        """This printer as last seen, for status, metrics, telemetry and the morning report."""
+        v = self.view
+        return PrinterSnapshot(v.name, v.state, tuple(v.reasons), tuple(v.faults), v.job_id, self.paused.is_set(),
+                               v.printed, v.spoiled, v.model, v.serial, v.firmware, v.ribbon_left, v.card_counter,
+                               v.capabilities)
 
     # -- the loop ---------------------------------------------------------------------------
 

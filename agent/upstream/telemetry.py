@@ -20,6 +20,7 @@ from typing import Any
 
 import structlog
 
+from agent.core.printer_snapshot import PrinterSnapshot
 from agent.core.config import StockConfig
 from agent.upstream.forecast import DEFAULT_SCHEDULE, PrintSchedule, RunOut, Use, forecast
 from agent.journal import Journal, JournalError, stamp, utcnow
@@ -35,17 +36,6 @@ CHECK_S = 5.0
 class Severity(StrEnum):
     WARNING = "warning"
     ERROR = "error"
-
-
-@dataclass(frozen=True)
-class PrinterReading:
-    """What the station knows of one printer right now (from its worker)."""
-
-    name: str
-    state: str
-    reasons: tuple[str, ...] = ()
-    ribbon_left: int | None = None  # cards the ribbon can still print; None: not read yet
-    card_counter: int | None = None
 
 
 @dataclass(frozen=True)
@@ -112,7 +102,7 @@ def blanks_alerts(picture: StockPicture, zone: tzinfo | None = None) -> tuple[li
     return alerts, reasons
 
 
-def build_report(readings: list[PrinterReading], picture: StockPicture, balance: list[dict], attempts: list[dict],
+def build_report(readings: list[PrinterSnapshot], picture: StockPicture, balance: list[dict], attempts: list[dict],
                  now: datetime, stock: StockConfig, schedule: PrintSchedule = DEFAULT_SCHEDULE,
                  zone: tzinfo | None = None) -> dict:
     """The telemetry body: printers, storeroom, per-day counts, forecasts and alerts.
@@ -147,7 +137,7 @@ def build_report(readings: list[PrinterReading], picture: StockPicture, balance:
     by_name = {r.name: r for r in readings}
     printers = []
     for name in sorted(set(by_name) | set(lots) | set(picture.hoppers)):
-        reading = by_name.get(name, PrinterReading(name, "stopped", ("offline-report",)))
+        reading = by_name.get(name, PrinterSnapshot(name, "stopped", ("offline-report",)))
         hopper = picture.hoppers.get(name)
         remaining = hopper.remaining if hopper else sum(lot["remaining"] for lot in lots.get(name, []))
         ribbon = (forecast(reading.ribbon_left, ribbon_used.get(name, []), local_now, schedule, stock.lookback_days)
@@ -189,7 +179,7 @@ def build_report(readings: list[PrinterReading], picture: StockPicture, balance:
 class TelemetryReporter:
     """Queues a telemetry report in the outbox every `report_every_s`, and at once on a change."""
 
-    def __init__(self, journal: Journal, readings: Callable[[], list[PrinterReading]], stock: StockConfig,
+    def __init__(self, journal: Journal, readings: Callable[[], list[PrinterSnapshot]], stock: StockConfig,
                  calendar: PrintCalendar | None = None, zone: tzinfo | None = None) -> None:
         self.journal = journal
         self.readings = readings
