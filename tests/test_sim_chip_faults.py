@@ -86,7 +86,7 @@ def test_a_card_that_does_not_answer_properly_is_a_chip_error_of_its_kind(
     with pytest.raises(ChipError) as caught:
         run_card(card, reader, image, fault)
     assert caught.value.failure is failure, caught.value.message
-    assert time.monotonic() - started < 15  # bounded by the timeouts, never by the fault
+    assert time.monotonic() - started < 60  # bounded by the timeouts (a few seconds), never by the fault
 
 
 @pytest.mark.parametrize(

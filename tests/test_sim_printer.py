@@ -125,14 +125,15 @@ def test_movements_take_their_time_divided_by_the_speed(tmp_path: Path) -> None:
         downloaded = time.monotonic()
         rig.cmd("Se")  # waits for k to finish, then ejects (0.15 s)
         ejected = time.monotonic()
-        # Lower bounds: the time is really spent. Upper bounds: divided by the speed (at speed 1
-        # these would be 3.0, 1.0 and 2.0 + 1.5 s), with room for a loaded machine.
-        assert 0.3 <= fed - started < 1.5
+        # Lower bounds: the time is really spent. Upper bounds: divided by the speed, i.e. below
+        # what speed 1 would take (3.0, 1.0 and 2.0 + 1.5 s): a loaded machine only adds time,
+        # and a machine stalled for whole seconds is not the simulator's doing.
+        assert 0.3 <= fed - started < 3.0
         assert 0.1 <= downloaded - fed < 1.0
         # Measured from `fed`, which the test's clock reads before the Db is sent: from
         # `downloaded` (read after the reply, once k has begun) the latency of that reply would
         # come off the 0.35 s and the bound would race the machine's load.
-        assert 0.45 <= ejected - fed and ejected - downloaded < 1.5
+        assert 0.45 <= ejected - fed and ejected - downloaded < 3.5
 
 
 def test_the_next_panel_downloads_while_the_previous_one_prints(tmp_path: Path) -> None:
@@ -148,9 +149,11 @@ def test_the_next_panel_downloads_while_the_previous_one_prints(tmp_path: Path) 
         second = time.monotonic()
         rig.cmd("Se")
         ejected = time.monotonic()
-        assert first - started < 0.15, "a panel download is answered when the panel starts printing"
-        assert 0.15 <= second - started < 0.6
-        assert 0.35 <= ejected - started < 1.2, "the card leaves only when the last panel is printed"
+        # The first download is answered as k starts, the second only once k is done (0.2 s):
+        # compared with each other, not with the machine's clock, so load cannot flip them.
+        assert first - started < second - first, "a panel download is answered when the panel starts printing"
+        assert 0.15 <= second - started < 2.0  # below speed 1's 2 s: divided by the speed
+        assert 0.35 <= ejected - started < 4.0, "the card leaves only when the last panel is printed"
 
 
 def test_a_new_printer_on_the_same_state_continues_its_counters_and_serials(tmp_path: Path) -> None:

@@ -84,7 +84,7 @@ def test_long_poll_waits_for_wait_s_then_answers_empty(client: httpx.Client) -> 
     _lease(client, "s1")
     started = time.monotonic()
     assert _lease(client, "s2", wait_s=0.3) == []
-    assert 0.3 <= time.monotonic() - started < 1.5
+    assert 0.3 <= time.monotonic() - started < 5.0  # it waited wait_s, and not the default 25 s
 
 
 def test_expired_lease_frees_the_job_for_a_waiting_station(client: httpx.Client) -> None:
@@ -92,7 +92,7 @@ def test_expired_lease_frees_the_job_for_a_waiting_station(client: httpx.Client)
     _lease(client, "s1")
     # s2 waits longer than the 1 s lease: the long poll must wake when the leases run out.
     assert _lease(client, "s2", max_jobs=10, wait_s=4) == ["J-000001", "J-000002", "J-000003", "J-000004"]
-    assert 1.0 <= time.monotonic() - started < 2.5
+    assert 1.0 <= time.monotonic() - started < 3.5  # woken by the expiry (1 s), not at wait_s (4 s)
 
 
 def test_release_wakes_a_waiting_long_poll_with_the_released_job(client: httpx.Client) -> None:
@@ -297,7 +297,7 @@ def test_stop_answers_a_waiting_long_poll_and_ends_every_thread(tmp_path: Path) 
             started = time.monotonic()
             server.stop()
             assert waiting.result(timeout=5) == []
-        assert time.monotonic() - started < 2.0
+        assert time.monotonic() - started < 10.0  # not held up by the 30 s long poll
     assert threading.active_count() == threads_before
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{server.url}/v1/_sim/state", timeout=2)
