@@ -1,12 +1,12 @@
-"""The whole station as separate processes that a test kills and restarts, for the crash and outage suites.
+"""The one station rig of the tests: the whole station as separate processes on virtual hardware.
 
 The virtual printer (`printstation simulate`), the reference upstream (`printstation
 upstream-sim`) and the agent (`printstation run`) each run in their own process and session,
-as in the field, so that killing one leaves the others as they were. (tests/station_harness.py
-runs the same three through the demo for the printer-fault suite; here each is started,
-killed and restarted on its own.) The rig stops every process it started. `figures()` checks
-the invariants against the witnesses: the printer's card log and saved state, the upstream's
-own record, and the journal.
+as in the field, so that killing one leaves the others as they were; every station-level test
+(crashes, outages, printer and chip faults, control, metrics) starts them here, with overrides
+for what it tests. `write_config` is the one writer of a station's TOML; `figures()` and
+`assert_every_job_printed_once` the one witness checker, reading the printer's card log and saved
+state, the upstream's own record, and the journal. The rig stops every process it started.
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -58,19 +60,74 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str, step:
         time.sleep(step)
 
 
+def station_toml(root: Path, station_id: str, upstream_info: dict, devices: dict, *, journal: Path | None = None,
+                 transport: str = "serial", tables: dict[str, dict[str, object]] | None = None, extra: str = "") -> str:
+    """The one writer of a station's TOML for the tests: [station] under `root`, upstream's url,
+    token, authority keys and trust anchors from its upstream.json (`upstream_info`), a
+    [[printers]] entry for each printer in the simulator's devices.json, and `tables`
+    ({"stock": {"blanks_low": 9}}) over those; `extra` is TOML text added at the end."""
+    settings: dict[str, dict[str, object]] = {
+        "station": {"id": station_id, "journal": str(journal or root / "agent" / "journal.db"), "language": "en",
+                    "control_socket": str(root / "control.sock")},
+        "upstream": {"url": upstream_info["url"], "token": upstream_info["token"]},
+        "upstream.authority_keys": dict(upstream_info["authority_keys"]),
+        "chip": {"profile": "icao9303", "trust_anchors": upstream_info["trust_anchors"]},
+    }
+    for name, values in (tables or {}).items():
+        settings[name] = {**settings.get(name, {}), **values}
+    lines: list[str] = []
+    for name, values in settings.items():
+        lines += [f"[{name}]", *[f"{_toml_key(k)} = {_toml(v)}" for k, v in values.items()], ""]
+    for printer in devices["printers"]:
+        link = printer["usb"]["url"] if transport == "usb" else f"serial://{printer['serial']}?baud=115200"
+        lines += ["[[printers]]", f'name = "{printer["name"]}"', f'link = "{link}"', f'reader = "{printer["reader"]}"', ""]
+    return "\n".join(lines) + "\n" + extra
+
+
+def closed_window() -> str:
+    """A print window of one minute every day, two hours from now: closed for the whole test, so
+    only a batch (or the test) makes the station print."""
+    start = datetime.now() + timedelta(hours=2)
+    return (f'\n[[windows]]\ndays = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]\n'
+            f'start = "{start:%H:%M}"\nend = "{start + timedelta(minutes=1):%H:%M}"\n')
+
+
+def _toml(value: object) -> str:
+    return json.dumps(value) if isinstance(value, (str, list)) else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else json.dumps(key)
+
+
 class StationRig:
     """One station on virtual hardware under `root`; a context manager, so every process stops."""
 
-    def __init__(self, root: Path, *, jobs: int, blanks: int, speed: float = 200.0, printers: int = 1,
-                 lease_s: float = 3600.0, prefetch: int = 4, upstream: dict[str, object] | None = None) -> None:
+    def __init__(self, root: Path, *, jobs: int, blanks: int | None = None, speed: float = 200.0, printers: int = 1,
+                 lease_s: float = 3600.0, prefetch: int = 4, upstream: dict[str, object] | None = None,
+                 transport: str = "serial", sim_extra: list[str] | None = None, station_id: str = "crash-station",
+                 pipeline: dict[str, object] | None = None, chip: dict[str, object] | None = None,
+                 plain_upstream: bool = False, extra_config: str = "") -> None:
+        """`blanks` per printer (default: the jobs and a fifth more, at least 5 spare, as the demo
+        loads); `transport` serial or usb; `sim_extra` more options for `printstation simulate`;
+        `upstream`, `pipeline`, `chip` keys over the rig's tables in the station's TOML
+        (`plain_upstream`: only url, token and `upstream`, as the demo writes it); `extra_config`
+        TOML text after it all (print windows, say)."""
         self.root = root
         self.jobs = jobs
-        self.blanks = blanks
+        self.blanks = blanks if blanks is not None else -(-jobs // printers) + max(5, jobs // 5)
         self.speed = speed
         self.printers = printers
         self.lease_s = lease_s
-        self.upstream_settings = {"prefetch": prefetch, "lease_max": 10, "wait_s": 1, "timeout_s": 5, "retry_max_s": 2,
-                                  **(upstream or {})}
+        base = {} if plain_upstream else {"prefetch": prefetch, "lease_max": 10, "wait_s": 1, "timeout_s": 5,
+                                          "retry_max_s": 2}
+        self.upstream_settings = {**base, **(upstream or {})}
+        self.transport = transport
+        self.sim_extra = list(sim_extra or [])
+        self.station_id = station_id
+        self.pipeline_settings = {"panel_depth": 2, **(pipeline or {})}  # depth 2: the link's time is not under test
+        self.chip_settings = {"card_wait_s": 5, **(chip or {})}
+        self.extra_config = extra_config
         self.sim_dir = root / "simulator"
         self.up_dir = root / "upstream"
         self.journal_path = root / "agent" / "journal.db"
@@ -134,8 +191,9 @@ class StationRig:
         self.sim_dir.mkdir(parents=True, exist_ok=True)
         devices = self.sim_dir / "devices.json"
         devices.unlink(missing_ok=True)
+        usb = ["--usb"] if self.transport == "usb" else []
         proc = self._spawn("simulator", ["simulate", "--state-dir", str(self.sim_dir), "--printers", str(self.printers),
-                                         "--cards", str(self.blanks), "--speed", str(self.speed)])
+                                         "--cards", str(self.blanks), "--speed", str(self.speed), *usb, *self.sim_extra])
         wait_until(lambda: devices.exists() or proc.poll() is not None, 60, "the virtual printers")
         assert proc.poll() is None, (self.root / "simulator.log").read_text()[-2000:]
         self.devices = json.loads(devices.read_text())
@@ -144,19 +202,19 @@ class StationRig:
         """The printer loses power: SIGKILL, no chance to save anything it had not saved."""
         self._stop("simulator", signal.SIGKILL)
 
-    def write_config(self) -> None:
+    def write_config(self, **tables: dict[str, object]) -> None:
+        """The station's TOML (see `station_toml`): the rig's settings, then `tables` over them."""
         up = self.upstream_info
-        lines = ["[station]", 'id = "crash-station"', f'journal = "{self.journal_path}"', 'language = "en"',
-                 f'control_socket = "{self.root / "control.sock"}"', "",
-                 "[pipeline]", "panel_depth = 2", "",  # a fifth of the bytes: the link's time is not under test here
-                 "[upstream]", f'url = "{self.upstream_url or up["url"]}"', f'token = "{up["token"]}"',
-                 *[f"{k} = {v}" for k, v in self.upstream_settings.items()], "",
-                 "[upstream.authority_keys]", *[f'"{kid}" = "{path}"' for kid, path in up["authority_keys"].items()], "",
-                 "[chip]", f"trust_anchors = {json.dumps(up['trust_anchors'])}", "card_wait_s = 5", ""]
-        for printer in self.devices["printers"]:
-            lines += ["[[printers]]", f'name = "{printer["name"]}"', f'link = "serial://{printer["serial"]}?baud=115200"',
-                      f'reader = "{printer["reader"]}"', ""]
-        self.config_path.write_text("\n".join(lines))
+        settings: dict[str, dict[str, object]] = {
+            "pipeline": dict(self.pipeline_settings),
+            "upstream": {"url": self.upstream_url or up["url"], "token": up["token"], **self.upstream_settings},
+            "chip": dict(self.chip_settings),
+        }
+        for name, values in tables.items():
+            settings[name] = {**settings.get(name, {}), **values}
+        self.config_path.write_text(station_toml(
+            self.root, self.station_id, up, self.devices, journal=self.journal_path, transport=self.transport,
+            tables=settings, extra=self.extra_config))
 
     def hopper(self, *args: str) -> subprocess.CompletedProcess:
         """`printstation hopper ARGS --config ...`, as the operator would type it."""
@@ -179,7 +237,7 @@ class StationRig:
         """Record every hopper's blanks as loaded, lot LOT-1."""
         from agent.journal import Journal
 
-        journal = Journal(self.journal_path, "crash-station")  # as `printstation hopper load` does (tests/test_hopper.py)
+        journal = Journal(self.journal_path, self.station_id)  # as `printstation hopper load` does (tests/test_hopper.py)
         try:
             for printer in self.devices["printers"]:
                 journal.receive_blanks("LOT-1", self.blanks, who="test")
@@ -187,8 +245,10 @@ class StationRig:
         finally:
             journal.close()
 
-    def start_agent(self, crash_at: str = "") -> subprocess.Popen:
-        return self._spawn("agent", ["run", "--config", str(self.config_path)], env={"PRINTSTATION_CRASH_AT": crash_at})
+    def start_agent(self, crash_at: str = "", env: dict[str, str] | None = None) -> subprocess.Popen:
+        """`printstation run` on the rig's configuration; `crash_at` arms a crash point, `env` adds to its environment."""
+        return self._spawn("agent", ["run", "--config", str(self.config_path)],
+                           env={"PRINTSTATION_CRASH_AT": crash_at, **(env or {})})
 
     def agent_killed_at(self, crash_at: str, timeout: float = 90) -> None:
         """Run the agent armed to SIGKILL itself at `crash_at`; return once it has died there."""
@@ -214,8 +274,43 @@ class StationRig:
         return proc is not None and proc.poll() is None
 
     def agent_log(self) -> str:
-        path = self.root / "agent.log"
+        return self.log("agent")
+
+    def log(self, name: str) -> str:
+        """The log of one of the rig's processes (agent, simulator, upstream)."""
+        path = self.root / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+    def wait_for_log(self, text: str, timeout: float = 30.0) -> None:
+        """Until the agent's log says `text`; fails the test after `timeout` s or if the agent died."""
+        def said() -> bool:
+            assert self.agent_alive(), f"the agent stopped: {self.agent_log()[-2000:]}"
+            return text in self.agent_log()
+
+        wait_until(said, timeout, f"the agent to log {text!r} (see {self.root / 'agent.log'})")
+
+    def stop_agent_and_printers(self) -> None:
+        """Stop the agent, then the printers (their card pictures are written by then); upstream
+        stays up, the witness of what it received, until the rig ends."""
+        self._stop("agent")
+        self._stop("simulator")
+
+    # -- the simulator's control channel ----------------------------------------------------
+
+    def ctl(self, printer: str, **request: object) -> dict:
+        """One request on the simulator's control socket; fails the test when it is refused."""
+        from simulators.printer.control import send_request
+
+        reply = send_request(Path(self.devices["control"]), {"printer": printer, **request})
+        assert reply["ok"], reply
+        return reply
+
+    def simulate_ctl(self, *args: str) -> dict:
+        """`printstation simulate-ctl ARGS` against this simulator, as a technician types it."""
+        run = subprocess.run([*AGENT, "simulate-ctl", "--state-dir", str(self.sim_dir), *args],
+                             capture_output=True, text=True, timeout=30)
+        assert run.returncode == 0, run.stdout + run.stderr
+        return json.loads(run.stdout)
 
     # -- witnesses --------------------------------------------------------------------------
 
@@ -250,6 +345,9 @@ class StationRig:
     def printer_state(self, name: str = "p1") -> dict:
         return json.loads((self.sim_dir / "printers" / name / "state.json").read_text())
 
+    def hopper_remaining(self, name: str = "p1") -> int:
+        return self.printer_state(name)["hopper_remaining"]
+
     def journal_query(self, sql: str, params: tuple = ()) -> list[tuple]:
         db = sqlite3.connect(f"file:{self.journal_path}?mode=ro", uri=True, timeout=30)
         try:
@@ -278,7 +376,7 @@ class StationRig:
         printed_upstream = sum(1 for o in outcomes.values() if o["status"] == "printed")
         if printed_upstream != figures.printed:
             figures.ledger_differences.append(f"{printed_upstream} printed outcomes upstream, {figures.printed} cards output")
-        journal = Journal(self.journal_path, "crash-station")
+        journal = Journal(self.journal_path, self.station_id)
         try:
             balance = journal.ledger_balance()
         finally:
@@ -300,3 +398,46 @@ class StationRig:
             figures.ledger_differences += [f"{name} lot {lot['lot']} does not balance: {lot}" for lot in lots
                                            if not lot["balanced"]]
         return figures
+
+    def assert_every_job_printed_once(self, outcomes: dict) -> dict:
+        """The witnesses agree that every job printed once (call with the agent stopped): the
+        invariants of `figures()`, every outcome upstream `printed`, each document out of the
+        output exactly once, every reject with its reason upstream, and every printed card
+        rebuilt as a picture by the simulator. Returns the rejects, spoiled attempts and printer state."""
+        figures = self.figures()
+        assert figures.clean, figures
+        assert {o["status"] for o in outcomes.values()} == {"printed"}, outcomes
+        cards = self.cards()
+        output = Counter(c["document_number"] for c in cards if c["bin"] == "output")
+        assert len(output) == self.jobs and set(output.values()) == {1}, output
+        rejects = [c for c in cards if c["bin"] == "reject"]
+        spoiled = [a for o in outcomes.values() for a in o["attempts"] if a["result"] == "spoiled"]
+        assert len(spoiled) == len(rejects), (spoiled, rejects)  # the agent does not learn blank serials
+        assert all(a["reason"] for a in spoiled), spoiled
+        for card in cards:  # the simulator rebuilt every printed card as a picture (written by now: it stopped)
+            if card["panels"]:
+                assert card["png"] and (self.sim_dir / card["png"]).exists(), card
+        state = self.printer_state()
+        assert state["card"] is None
+        assert state["blanks_loaded"] - state["blanks_unloaded"] == len(cards) + state["hopper_remaining"]
+        return {"rejects": rejects, "spoiled": spoiled, "state": state}
+
+
+def as_the_demo(*, pipeline: dict[str, object] | None = None, chip: dict[str, object] | None = None,
+                **options: object) -> dict[str, object]:
+    """Rig options for the station as the demo configures it (full panel depth, the default chip
+    wait, upstream defaults but a 2 s long poll), with `pipeline` and `chip` keys over it: the
+    printer- and chip-fault suites run on it, so the link carries real panels."""
+    return {"plain_upstream": True, "upstream": {"wait_s": 2}, "station_id": "demo-station",
+            "pipeline": {"panel_depth": 128, **(pipeline or {})}, "chip": {"card_wait_s": 10, **(chip or {})}, **options}
+
+
+@contextmanager
+def running_station(root: Path, *, start_agent: bool = True, **options: object) -> Iterator[StationRig]:
+    """A StationRig (options as its constructor's) with upstream, printers, configuration and
+    blanks in place and, unless `start_agent` is False, the agent running; all stopped on exit."""
+    with StationRig(root, **options) as rig:  # type: ignore[arg-type]
+        rig.start()
+        if start_agent:
+            rig.start_agent()
+        yield rig

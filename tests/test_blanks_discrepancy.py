@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-from tests.crash_station import AGENT, StationRig, wait_until
+from tests.station_rig import AGENT, StationRig, wait_until
 
 
 def cli(rig: StationRig, *args: str) -> subprocess.CompletedProcess:

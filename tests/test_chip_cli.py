@@ -17,7 +17,7 @@ from agent.chip.registry import load_profile
 from drivers.pcsc import PcscReader
 from simulators.chip.image import ChipSubject, build_chip_files
 from simulators.pki import TestPki
-from tests.chip_station_rig import running_station
+from tests.station_rig import as_the_demo, running_station
 
 BSI = Path(__file__).resolve().parents[1].parent / "shared" / "testdata" / "icao-bsi-tr03105-5"
 SUBJECT = ChipSubject("KTP000042", "3174011505900042", "AGUS SALIM", date(1988, 2, 9), "L", None)
@@ -98,7 +98,7 @@ def test_verify_without_a_security_object_is_a_usage_error(tmp_path: Path) -> No
 
 def test_dump_writes_the_card_at_the_encoder_station_to_files_that_verify(pcscd: list[str], tmp_path: Path, image) -> None:
     pki, files = image
-    with running_station(tmp_path / "station", jobs=1, blanks=2, speed=100, start_agent=False) as rig:
+    with running_station(tmp_path / "station", jobs=1, blanks=2, speed=100, start_agent=False, **as_the_demo()) as rig:
         devices = json.loads((rig.sim_dir / "devices.json").read_text())["printers"][0]
         with serial.Serial(devices["serial"], timeout=10) as host:
             for command in ("Ss", "Sic"):  # the technician has the printer hold a blank at the station
@@ -111,9 +111,9 @@ def test_dump_writes_the_card_at_the_encoder_station_to_files_that_verify(pcscd:
                     load_profile("icao9303", [pki.csca_pem_path]).encode(session, files)
             finally:
                 reader.close()
-            run = chip("dump", "--printer", "p1", str(tmp_path / "dump"), "--config", str(rig.config))
-            as_json = chip("dump", "--printer", "p1", str(tmp_path / "dump3"), "--config", str(rig.config), "--json")
-            wrong = chip("dump", "--printer", "p9", str(tmp_path / "dump2"), "--config", str(rig.config))
+            run = chip("dump", "--printer", "p1", str(tmp_path / "dump"), "--config", str(rig.config_path))
+            as_json = chip("dump", "--printer", "p1", str(tmp_path / "dump3"), "--config", str(rig.config_path), "--json")
+            wrong = chip("dump", "--printer", "p9", str(tmp_path / "dump2"), "--config", str(rig.config_path))
     assert run.returncode == 0, run.stderr
     assert f"{len(files)} files from p1 in {tmp_path / 'dump'}" in run.stdout
     dumped = json.loads(as_json.stdout)

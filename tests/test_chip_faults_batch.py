@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from tests.chip_station_rig import running_station, start_agent_now
+from tests.station_rig import as_the_demo, running_station
 
 # Fault armed on the simulator -> the spoil reason the agent must report for that card.
 FAULTS = {
@@ -28,13 +28,16 @@ def test_each_chip_fault_in_a_batch_spoils_its_card_with_its_reason_and_the_job_
     pcscd: list[str], tmp_path: Path
 ) -> None:
     blanks = JOBS + len(FAULTS) + 2
-    with running_station(tmp_path, jobs=JOBS, blanks=blanks, speed=50, chip={"card_wait_s": 2},
-                         max_attempts=10, start_agent=False) as rig:
+    with running_station(tmp_path, jobs=JOBS, blanks=blanks, speed=50, start_agent=False,
+                         **as_the_demo(chip={"card_wait_s": 2}, pipeline={"max_attempts": 10})) as rig:
         for fault in FAULTS:  # they strike the next cards, one each, in this order
-            rig.ctl("p1", "chip-fault", fault, "--cards", "1")
-        start_agent_now(rig)
+            rig.simulate_ctl("p1", "chip-fault", fault, "--cards", "1")
+        rig.start_agent()
         outcomes = rig.wait_for_outcomes(JOBS, timeout=300)
+        rig.stop_agent_and_printers()
+        figures = rig.figures()
         cards, remaining = rig.cards(), rig.hopper_remaining()
+    assert figures.clean, figures  # the journal, upstream and the printer's card log and state agree
 
     rejected = [c for c in cards if c["bin"] == "reject"]
     output = [c for c in cards if c["bin"] == "output"]

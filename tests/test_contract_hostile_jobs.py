@@ -23,6 +23,7 @@ from simulators.upstream.authority import Authority
 from simulators.upstream.job_factory import JobFactory
 from simulators.pki import TestPki
 from simulators.upstream.server import UpstreamConfig, UpstreamServer
+from tests.station_rig import station_toml
 
 STATION = "st-hostile"
 DEADLINE_S = 240.0
@@ -143,19 +144,12 @@ def hostile_jobs(upstream_dir: Path, tmp_path: Path) -> tuple[list, dict[str, st
 
 def write_config(root: Path, upstream: UpstreamServer, devices: dict) -> Path:
     info = json.loads(upstream.info_path.read_text())
-    printer = devices["printers"][0]
     config = root / "station.toml"
-    config.write_text("\n".join([
-        "[station]", f'id = "{STATION}"', f'journal = "{root / "journal.db"}"', 'language = "en"',
-        f'control_socket = "{root / "control.sock"}"', "",
-        "[upstream]", f'url = "{info["url"]}"', f'token = "{info["token"]}"', "wait_s = 1", "prefetch = 20", "",
-        "[upstream.authority_keys]", *[f'"{kid}" = "{path}"' for kid, path in info["authority_keys"].items()], "",
-        "[chip]", 'profile = "icao9303"', f"trust_anchors = {json.dumps(info['trust_anchors'])}", "",
-        "[stock]", "report_every_s = 1", "blanks_low = 9", "",
-        "[limits]", f"max_image_kb = {LIMIT_IMAGE_KB}", f"max_chip_file_kb = {LIMIT_CHIP_KB}", "",
-        "[[printers]]", 'name = "p1"', f'link = "serial://{printer["serial"]}?baud=115200"',
-        f'reader = "{printer["reader"]}"', "",
-    ]))
+    config.write_text(station_toml(root, STATION, info, devices, journal=root / "journal.db", tables={
+        "upstream": {"wait_s": 1, "prefetch": 20},
+        "stock": {"report_every_s": 1, "blanks_low": 9},
+        "limits": {"max_image_kb": LIMIT_IMAGE_KB, "max_chip_file_kb": LIMIT_CHIP_KB},
+    }))
     journal = Journal(root / "journal.db", STATION)
     journal.receive_blanks("LOT-HOSTILE", 10, who="test")
     journal.load_blanks("p1", 10, lot="LOT-HOSTILE", who="test")

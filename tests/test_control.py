@@ -14,100 +14,15 @@ import socket
 import subprocess
 import sys
 import tarfile
-from datetime import datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.crash_station import wait_until  # one waiting helper for every rig
+from tests.station_rig import StationRig, closed_window, wait_until
 
 AGENT = [sys.executable, "-m", "agent"]
 JOBS = 6
 BLANKS = 10
-
-
-class StationRig:
-    """Virtual printers, reference upstream and the agent, each its own process; all stopped on exit."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.journal_path = root / "agent" / "journal.db"
-        self.config_path = root / "station.toml"
-        self.sim_dir = root / "simulator"
-        self.procs: dict[str, subprocess.Popen] = {}
-
-    def __enter__(self) -> StationRig:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for name in list(self.procs):
-            self.stop(name)
-
-    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-        with open(self.root / f"{name}.log", "ab") as log:
-            self.procs[name] = subprocess.Popen([*AGENT, *argv], stdout=log, stderr=subprocess.STDOUT,
-                                                stdin=subprocess.DEVNULL, start_new_session=True,
-                                                env={**os.environ, **(env or {})})
-        return self.procs[name]
-
-    def stop(self, name: str) -> int | None:
-        proc = self.procs.pop(name)
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        return proc.returncode
-
-    def stop_agent(self) -> int | None:
-        return self.stop("agent")
-
-    def agent_alive(self) -> bool:
-        return "agent" in self.procs and self.procs["agent"].poll() is None
-
-    def agent_log(self) -> str:
-        return (self.root / "agent.log").read_text(errors="replace")
-
-    def _ready(self, name: str, path: Path) -> dict:
-        wait_until(lambda: path.exists() or self.procs[name].poll() is not None, 90, name)
-        assert self.procs[name].poll() is None, (self.root / f"{name}.log").read_text()[-2000:]
-        return json.loads(path.read_text())
-
-    def start(self, extra_config: str) -> None:
-        """Upstream and two printers up, the configuration written, blanks recorded as loaded."""
-        from agent.journal import Journal
-
-        self.spawn("upstream", ["upstream-sim", "--state-dir", str(self.root / "upstream"), "--jobs", str(JOBS)])
-        self.upstream_info = up = self._ready("upstream", self.root / "upstream" / "upstream.json")
-        self.spawn("simulator", ["simulate", "--state-dir", str(self.sim_dir), "--printers", "2",
-                                 "--cards", str(BLANKS), "--speed", "100"])
-        devices = self._ready("simulator", self.sim_dir / "devices.json")
-        lines = ["[station]", 'id = "control-station"', f'journal = "{self.journal_path}"', 'language = "en"',
-                 f'control_socket = "{self.root / "control.sock"}"', "",
-                 "[upstream]", f'url = "{up["url"]}"', f'token = "{up["token"]}"', f"prefetch = {JOBS}", "wait_s = 1", "",
-                 "[upstream.authority_keys]", *[f'"{kid}" = "{path}"' for kid, path in up["authority_keys"].items()], "",
-                 "[chip]", f"trust_anchors = {json.dumps(up['trust_anchors'])}", "card_wait_s = 5", ""]
-        for printer in devices["printers"]:
-            lines += ["[[printers]]", f'name = "{printer["name"]}"', f'link = "serial://{printer["serial"]}?baud=115200"',
-                      f'reader = "{printer["reader"]}"', ""]
-        self.config_path.write_text("\n".join(lines) + "\n" + extra_config)
-        journal = Journal(self.journal_path, "control-station")
-        for printer in devices["printers"]:
-            journal.receive_blanks("LOT-1", BLANKS, who="test")
-            journal.load_blanks(printer["name"], BLANKS, lot="LOT-1", who="test")
-        journal.close()
-
-    def upstream_state(self) -> dict:
-        with httpx.Client(base_url=self.upstream_info["url"], timeout=10,
-                          headers={"Authorization": f"Bearer {self.upstream_info['token']}"}) as http:
-            return http.get("/v1/_sim/state").json()
-
-    def cards(self) -> list[dict]:
-        path = self.sim_dir / "cards.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
 def morning_report_delivered(journal_path: Path) -> bool:
@@ -118,13 +33,6 @@ def morning_report_delivered(journal_path: Path) -> bool:
         return any(m["kind"] == "morning-report" and m["delivered_at"] for m in journal.outbox_summary())
     finally:
         journal.close()
-
-
-def closed_window() -> str:
-    """A one-minute window on every day, starting two hours from now: closed for the whole test."""
-    start = datetime.now() + timedelta(hours=2)
-    end = start + timedelta(minutes=1)
-    return f'[[windows]]\ndays = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]\nstart = "{start:%H:%M}"\nend = "{end:%H:%M}"\n'
 
 
 class Station:
@@ -150,10 +58,11 @@ def station(pcscd, tmp_path_factory):
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(root / "notify.sock"))
     notify.settimeout(30)
-    with StationRig(root) as rig:
-        rig.start(closed_window())
-        rig.spawn("agent", ["run", "--config", str(rig.config_path)],
-                  env={"NOTIFY_SOCKET": str(root / "notify.sock"), "WATCHDOG_USEC": "2000000"})
+    with StationRig(root, jobs=JOBS, blanks=BLANKS, printers=2, speed=100, station_id="control-station",
+                    plain_upstream=True, upstream={"prefetch": JOBS, "wait_s": 1}, pipeline={"panel_depth": 128},
+                    extra_config=closed_window()) as rig:
+        rig.start()
+        rig.start_agent(env={"NOTIFY_SOCKET": str(root / "notify.sock"), "WATCHDOG_USEC": "2000000"})
         st = Station(rig, notify)
         wait_until(lambda: st.socket_path.exists() or not rig.agent_alive(), 60, "the control socket")
         assert rig.agent_alive(), rig.agent_log()[-2000:]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from agent.station.crashpoints import CrashPoint
-from tests.crash_station import StationRig
+from tests.station_rig import StationRig
 
 # Steps every card passes; the reject steps are reached through recovery of an interrupted card.
 PIPELINE = [p for p in CrashPoint if p not in (CrashPoint.BEFORE_REJECT, CrashPoint.AFTER_REJECT_BEFORE_JOURNAL)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.crash_station import StationRig
+from tests.station_rig import StationRig
 
 
 @pytest.mark.parametrize("point", ["after-fed", "mid-panels", "after-eject-before-journal"])

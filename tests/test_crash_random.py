@@ -7,7 +7,7 @@ import os
 import random
 import time
 
-from tests.crash_station import StationRig
+from tests.station_rig import StationRig
 
 CARDS = int(os.environ.get("CRASH_CARDS", "12"))
 KILLS = int(os.environ.get("CRASH_KILLS", "5"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from tests.crash_station import StationRig
+from tests.station_rig import StationRig
 
 
 def test_load_and_adjust_are_recorded_with_lot_reason_and_who(pcscd, tmp_path):

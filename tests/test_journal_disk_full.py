@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from tests.crash_station import StationRig, wait_until
+from tests.station_rig import StationRig, wait_until
 
 
 @pytest.fixture

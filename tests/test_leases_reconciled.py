@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.crash_station import StationRig
+from tests.station_rig import StationRig
 
 
 def test_jobs_leased_but_never_recorded_are_released_on_start_and_printed_once(pcscd, tmp_path):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import socket
-import subprocess
 from pathlib import Path
 
 import httpx
@@ -15,7 +14,7 @@ from agent.core.config import check_config, load_config
 from agent.core.listen import ListenAddress, parse_listen
 from agent.core.printer_snapshot import PrinterSnapshot
 from agent.ops.metrics import CONTENT_TYPE, Snapshot, render
-from tests.crash_station import AGENT, StationRig, wait_until
+from tests.station_rig import StationRig, wait_until
 
 # One sample line of the text format: name, optional labels, value.
 SAMPLE = re.compile(r'([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*",?)*)\})? (\S+)')
@@ -116,12 +115,9 @@ def test_the_daemon_serves_stock_states_outcomes_and_backlog_that_match_the_witn
     url = f"http://127.0.0.1:{port}/metrics"
     with StationRig(tmp_path, jobs=3, blanks=6, prefetch=3) as rig:
         rig.start()
-        with rig.config_path.open("a") as config:
-            config.write(f'\n[metrics]\nlisten = "{port}"\n')
+        rig.write_config(metrics={"listen": str(port)})
         # The first card's chip fails its read-back: one blank goes to the reject box with a reason.
-        armed = subprocess.run([*AGENT, "simulate-ctl", "--state-dir", str(rig.sim_dir), "p1", "chip-fault", "flipped-byte"],
-                               capture_output=True, text=True, timeout=60)
-        assert armed.returncode == 0, armed.stderr
+        rig.simulate_ctl("p1", "chip-fault", "flipped-byte")
         rig.start_agent()
         outcomes = rig.wait_for_outcomes()
         samples = wait_until(lambda: (s := scrape(url)) and value(s, "printstation_outbox_backlog") == 0
@@ -146,9 +142,7 @@ def test_the_daemon_serves_stock_states_outcomes_and_backlog_that_match_the_witn
             "no personal data in the metrics"
         assert httpx.get(f"http://127.0.0.1:{port}/", timeout=10).status_code == 404
 
-        opened = subprocess.run([*AGENT, "simulate-ctl", "--state-dir", str(rig.sim_dir), "p1", "cover-open"],
-                                capture_output=True, text=True, timeout=60)
-        assert opened.returncode == 0, opened.stderr
+        rig.simulate_ctl("p1", "cover-open")
         wait_until(lambda: value(scrape(url), "printstation_printer_reason", printer="p1", reason="cover-open-error") == 1,
                    60, "the open cover in the metrics")
         assert value(scrape(url), "printstation_printer_state", printer="p1", state="stopped") == 1
@@ -166,8 +160,7 @@ def test_a_taken_port_is_logged_and_the_station_prints_on(pcscd, tmp_path: Path)
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         rig.start()
-        with rig.config_path.open("a") as config:
-            config.write(f'\n[metrics]\nlisten = "127.0.0.1:{taken.getsockname()[1]}"\n')
+        rig.write_config(metrics={"listen": f"127.0.0.1:{taken.getsockname()[1]}"})
         rig.start_agent()
         rig.wait_for_outcomes()
         [line] = [line for line in rig.agent_log().splitlines() if "metrics-unavailable" in line]

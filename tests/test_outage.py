@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from tests.crash_station import StationRig, wait_until
+from tests.station_rig import StationRig, wait_until
 from tests.faulty_proxy import FaultyProxy, Mode
 
 # The field rate the station plans its outage cover with, made small so that an "hour" is a few cards.

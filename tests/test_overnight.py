@@ -14,19 +14,11 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from datetime import datetime, timedelta
 
-from tests.crash_station import AGENT, StationRig, wait_until
+from tests.station_rig import AGENT, StationRig, closed_window, wait_until
 
 JOBS = 10
 BLANKS = 12
-
-
-def closed_window() -> str:
-    """A one-minute window every day, two hours from now: closed for the whole night, so only the batch prints."""
-    start = datetime.now() + timedelta(hours=2)
-    return (f'\n[[windows]]\ndays = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]\n'
-            f'start = "{start:%H:%M}"\nend = "{start + timedelta(minutes=1):%H:%M}"\n')
 
 
 class Night:
@@ -58,10 +50,8 @@ class Night:
 
 
 def test_an_overnight_batch_through_a_jam_an_open_cover_and_an_outage_leaves_a_correct_morning_report(pcscd, tmp_path):
-    with StationRig(tmp_path, jobs=JOBS, blanks=BLANKS, printers=2, prefetch=JOBS) as rig:
+    with StationRig(tmp_path, jobs=JOBS, blanks=BLANKS, printers=2, prefetch=JOBS, extra_config=closed_window()) as rig:
         rig.start()
-        with rig.config_path.open("a") as config:
-            config.write(closed_window())
         rig.start_agent()
         night = Night(rig)
         wait_until(lambda: rig.agent_alive() and night.status()["queue"]["waiting"] == JOBS, 90, "every job held")

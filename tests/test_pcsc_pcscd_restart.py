@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chip_station_rig import running_station
+from tests.station_rig import as_the_demo, running_station, wait_until
 from tests.conftest import _vpcd_readers
 
 PID_FILE = Path("/run/pcscd/pcscd.pid")
@@ -49,15 +49,16 @@ def restart_pcscd() -> None:
                     reason="restarts pcscd: run under scripts/private-pcscd.sh")
 def test_a_batch_rides_through_a_pcscd_restart_without_duplicates_or_lost_blanks(pcscd: list[str], tmp_path: Path) -> None:
     blanks = JOBS + 6
-    with running_station(tmp_path, jobs=JOBS, blanks=blanks, speed=50, chip={"card_wait_s": 3}) as rig:
-        deadline = time.monotonic() + 120
-        while sum(c["bin"] == "output" for c in rig.cards()) < 2:
-            assert time.monotonic() < deadline, f"no card printed before the restart: {rig.log('agent')[-2000:]}"
-            time.sleep(0.1)
+    with running_station(tmp_path, jobs=JOBS, blanks=blanks, speed=50, **as_the_demo(chip={"card_wait_s": 3})) as rig:
+        wait_until(lambda: sum(c["bin"] == "output" for c in rig.cards()) >= 2, 120,
+                   f"two cards printed before the restart (see {rig.root / 'agent.log'})")
         restart_pcscd()
         printed_before = sum(c["bin"] == "output" for c in rig.cards())
         outcomes = rig.wait_for_outcomes(JOBS, timeout=300)
+        rig.stop_agent_and_printers()
+        figures = rig.figures()
         cards, remaining = rig.cards(), rig.hopper_remaining()
+    assert figures.clean, figures  # the journal, upstream and the printer's card log and state agree
 
     assert printed_before < JOBS, "the restart came after the batch: it proved nothing"
     assert all(o["status"] == "printed" for o in outcomes.values()), outcomes

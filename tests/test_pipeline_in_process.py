@@ -22,7 +22,7 @@ from drivers.link.url import open_link
 from simulators.pki import TestPki
 from simulators.upstream.authority import Authority
 from simulators.upstream.job_factory import JobFactory
-from tests.crash_station import wait_until
+from tests.station_rig import wait_until
 from tests.in_process_reader import EncoderStation
 from tests.sim_printer_rig import running_printer
 
