@@ -79,6 +79,30 @@ class StockConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """[web]: the operators' page, served by the daemon (loopback unless configured otherwise)."""
+
+    listen: ListenAddress | None = ListenAddress("127.0.0.1", 8631)  # None: `listen = ""`, no page
+    # The operator's PIN as `printstation web-pin` writes it (pbkdf2-sha256$rounds$salt$hash): without
+    # it the page is read-only.
+    operator_pin_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    """[notify]: where alerts reach a person, beside the page and upstream."""
+
+    webhook_url: str | None = None          # a JSON POST per alert, retried from the outbox
+    smtp_host: str | None = None            # e-mail over SMTP (plain, or STARTTLS when offered)
+    smtp_port: int = 25
+    smtp_from: str = "printstation@localhost"
+    smtp_to: tuple[str, ...] = ()
+    desktop: bool = False                   # notify-send, where a desktop session runs
+    upstream_offline_after_s: float = 900.0  # upstream unreachable this long is an alert
+    repeat_after_s: float = 3600.0           # the same alert again only after this long
+
+
+@dataclass(frozen=True)
 class StationConfig:
     station_id: str
     journal: Path
@@ -96,6 +120,8 @@ class StationConfig:
     limits: JobLimits = DEFAULT_LIMITS
     stock: StockConfig = StockConfig()
     metrics: ListenAddress | None = None  # [metrics] listen; None: no metrics endpoint
+    web: WebConfig = WebConfig()
+    notify: NotifyConfig = NotifyConfig()
     source: Path | None = field(default=None, compare=False)
     warnings: tuple[str, ...] = field(default=(), compare=False)  # allowed but risky (`config check` shows them)
 
@@ -379,6 +405,35 @@ def _load(path: Path, *, collect: bool) -> tuple[StationConfig, list[ConfigError
             metrics = parse_listen(listen)
         except ValueError as exc:
             r.fail("metrics.listen", str(exc), 'write it as listen = "127.0.0.1:9464" (a bare port listens on loopback only)')
+    web_table = r.get(data, "web", "", dict, default={})
+    web_listen: ListenAddress | None = WebConfig.listen
+    web_text = r.get(web_table, "listen", "web", str, default="127.0.0.1:8631")
+    if not web_text:
+        web_listen = None
+    else:
+        try:
+            web_listen = parse_listen(web_text)
+        except ValueError as exc:
+            r.fail("web.listen", str(exc), 'write it as listen = "127.0.0.1:8631" (or "" for no page)')
+    pin_hash = r.get(web_table, "operator_pin_hash", "web", str, default="") or None
+    if pin_hash is not None and len(pin_hash.split("$")) != 4:
+        r.fail("web.operator_pin_hash", "is not a PIN hash", "make one with `printstation web-pin` and paste its line here")
+    if web_listen is not None and web_listen.host not in ("127.0.0.1", "::1", "localhost"):
+        r.warnings.append(f"web.listen: the operators' page answers beyond this machine ({web_listen.describe()})")
+    notify_table = r.get(data, "notify", "", dict, default={})
+    notify = NotifyConfig(
+        webhook_url=r.get(notify_table, "webhook_url", "notify", str, default="") or None,
+        smtp_host=r.get(notify_table, "smtp_host", "notify", str, default="") or None,
+        smtp_port=r.get(notify_table, "smtp_port", "notify", int, default=25),
+        smtp_from=r.get(notify_table, "smtp_from", "notify", str, default="printstation@localhost"),
+        smtp_to=tuple(r.get(notify_table, "smtp_to", "notify", list, default=[])),
+        desktop=r.get(notify_table, "desktop", "notify", bool, default=False),
+        upstream_offline_after_s=float(r.get(notify_table, "upstream_offline_after_s", "notify", (int, float),
+                                             default=900.0)),
+        repeat_after_s=float(r.get(notify_table, "repeat_after_s", "notify", (int, float), default=3600.0)),
+    )
+    if not 0 < notify.smtp_port < 65536:
+        r.fail("notify.smtp_port", f"is {notify.smtp_port}", "use the mail server's port, e.g. smtp_port = 25")
     # TLS: the server's CA (else the system store) and the station's client certificate and key.
     tls_files: dict[str, Path | None] = {}
     for key in ("ca_file", "client_cert", "client_key"):
@@ -440,6 +495,8 @@ def _load(path: Path, *, collect: bool) -> tuple[StationConfig, list[ConfigError
         holidays=frozenset(holidays),
         busy=tuple(busy),
         metrics=metrics,
+        web=WebConfig(web_listen, pin_hash),
+        notify=notify,
         source=path,
     )
     return replace(config, warnings=tuple(r.warnings)), r.problems, r.warnings
