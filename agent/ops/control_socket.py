@@ -25,6 +25,8 @@ from agent.ops.batch import BatchError, BatchRunner
 from agent.ops.diagnose import PrinterReport, TraceRecorder, probe, unreachable
 from agent.ops.hopper import PrinterEvidence, read_evidence
 from agent.core.printer_snapshot import PrinterSnapshot
+from agent.ops.alerts import AlertBoard, conditions_of
+from agent.upstream.stock_forecast import StockPicture
 from agent.ops.station_handle import PrinterHandle, RunningStation
 from agent.journal import JournalError, stamp
 from agent.core.print_windows import check_windows
@@ -205,6 +207,7 @@ class ControlPanel:
     """
 
     TICK_S = 1.0
+    STOCK_EVERY_S = 10.0
 
     def __init__(self, station: RunningStation) -> None:
         self.station = station
@@ -216,6 +219,9 @@ class ControlPanel:
         for worker in self.workers:
             worker.hold_reason = self.hold_reason
         self._server: ControlServer | None = None
+        self.alerts = AlertBoard(repeat_after_s=self.config.notify.repeat_after_s)
+        self._picture: StockPicture | None = None
+        self._picture_at = 0.0
         self._ticker = threading.Thread(target=self._tick, name="control-tick", daemon=True)
 
     def start(self) -> None:
@@ -282,6 +288,7 @@ class ControlPanel:
             upstream="online" if self.station.intake.online else "offline",
             window={"open": verdict.open, "opens_at": stamp(verdict.opens_at) if verdict.opens_at else None},
             batch=self.batch_progress(), stock=picture.as_json(),
+            alerts=[a.as_json(self.config.language) for a in self.alerts.current()],
         ).to_json()
 
     def start_batch(self, cards: int | None, until: str | None) -> dict | None:
@@ -306,11 +313,25 @@ class ControlPanel:
     def extract(self) -> dict:
         return journal_extract(self.journal)
 
+    def _follow_alerts(self) -> None:
+        """Bring the alert board in step with the station (the stock picture at most every STOCK_EVERY_S)."""
+        try:
+            now = time.monotonic()
+            if self._picture is None or now - self._picture_at >= self.STOCK_EVERY_S:
+                self._picture, self._picture_at = self.station.stock(), now
+            held = self.journal.count_by_state().get("held", 0)
+            self.alerts.update(conditions_of(self.snapshots(), self._picture, upstream_online=self.station.intake.online,
+                                             held_jobs=held,
+                                             upstream_offline_after_s=self.config.notify.upstream_offline_after_s))
+        except Exception:  # the board's bookkeeping must never stop the station
+            log.exception("alerts-update-failed")
+
     def _blanks(self) -> dict[str, int]:
         return {w.name: self.journal.blanks_remaining(w.name) for w in self.workers}
 
     def _tick(self) -> None:
         while not self.station.stop.wait(self.TICK_S):
+            self._follow_alerts()
             if not self.batch.active:
                 continue
             try:

@@ -48,6 +48,7 @@ class StationStatus:
     window: dict                            # {"open": bool, "opens_at": str | None}
     batch: dict | None = None
     stock: dict | None = None               # storeroom, hoppers, the office's forecast (StockPicture.as_json())
+    alerts: list[dict] | None = None        # the alert board (agent.ops.alerts), in the station's language; daemon only
 
     def to_json(self) -> dict:
         return asdict(self)
