@@ -58,6 +58,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("stock", "the storeroom: record deliveries of blanks from the centre", "agent.ops.stock_cli"),
     ("chip", "verify a chip image held as files, or dump the card at a printer's encoder station", "agent.ops.chip_cli"),
     ("bench", "measure utilisation, scaling, cost per card and footprint on virtual hardware", "agent.tools.bench"),
+    ("web-pin", "make the line for [web] operator_pin_hash from the operator's PIN", "agent.ops.web_auth"),
 ]
 
 

@@ -5,9 +5,10 @@
 #   systemd                  systemd-analyze, which the tests run on the unit
 #   opensc + pcsc-tools      opensc-tool and pcsc_scan: clients nobody here wrote, to see the chip
 #   socat                    a technician's raw console on the printer's serial device
+#   chromium + chromium-driver  a real browser for the operators' page test (Selenium)
 # As root it installs them; otherwise it prints the exact command and stops.
 set -euo pipefail
-packages=(pcscd vsmartcard-vpcd libpcsclite-dev swig systemd opensc pcsc-tools socat)
+packages=(pcscd vsmartcard-vpcd libpcsclite-dev swig systemd opensc pcsc-tools socat chromium chromium-driver)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -72,6 +72,7 @@ def station_toml(root: Path, station_id: str, upstream_info: dict, devices: dict
         "upstream": {"url": upstream_info["url"], "token": upstream_info["token"]},
         "upstream.authority_keys": dict(upstream_info["authority_keys"]),
         "chip": {"profile": "icao9303", "trust_anchors": upstream_info["trust_anchors"]},
+        "web": {"listen": "127.0.0.1:0"},  # the page on a port of its own: stations never collide
     }
     for name, values in (tables or {}).items():
         settings[name] = {**settings.get(name, {}), **values}
@@ -288,6 +289,17 @@ class StationRig:
             return text in self.agent_log()
 
         wait_until(said, timeout, f"the agent to log {text!r} (see {self.root / 'agent.log'})")
+
+    def web_url(self, timeout: float = 60.0) -> str:
+        """The operators' page, once the agent says where it listens."""
+        import re
+
+        def url() -> str | None:
+            assert self.agent_alive(), f"the agent stopped: {self.agent_log()[-2000:]}"
+            found = re.search(r"web-ready\s+url=(\S+)", self.agent_log())
+            return found.group(1) if found else None
+
+        return str(wait_until(url, timeout, "the operators' page"))
 
     def stop_agent_and_printers(self) -> None:
         """Stop the agent, then the printers (their card pictures are written by then); upstream

@@ -21,12 +21,13 @@ class ListenAddress:
 
 
 def parse_listen(text: str) -> ListenAddress:
-    """Reads "HOST:PORT", "[::1]:PORT" or a bare "PORT" (loopback).
+    """Reads "HOST:PORT", "[::1]:PORT" or a bare "PORT" (loopback); port 0 takes any free port
+    (the endpoint logs the one it got).
 
     Raises ValueError with what is wrong; the configuration adds the line and a fix.
     """
     m = _LISTEN.fullmatch(text.strip())
-    if m is None or not 0 < int(m.group("port")) < 65536:
+    if m is None or not 0 <= int(m.group("port")) < 65536:
         raise ValueError(f"is {text!r}, not HOST:PORT")
     host = (m.group("host") or LOOPBACK).strip("[]")
     return ListenAddress(host, int(m.group("port")))

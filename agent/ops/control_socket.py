@@ -73,88 +73,9 @@ class ControlServer:
         except FileNotFoundError:
             pass
 
-    # -- commands ---------------------------------------------------------------------------
-
     def handle(self, request: dict) -> Any:
-        """Answer one request; raises ValueError (a wrong request) or LookupError (no such printer)."""
-        cmd = request.get("cmd")
-        if cmd == "status":
-            return self.station.status()
-        if cmd == "events":
-            since, limit = int(request.get("since", 0)), min(int(request.get("limit", 1000)), 5000)
-            return self.station.journal.events(since, limit)
-        if cmd in ("pause", "resume", "drain"):
-            return self._pause(cmd, self._worker(request.get("printer")))
-        if cmd == "diagnose":
-            printer = request.get("printer")
-            workers = [self._worker(printer)] if printer else self.station.workers
-            return [self._probe(w, bool(request.get("trace"))).to_json() for w in workers]
-        if cmd == "batch-start":
-            cards = request.get("cards")
-            return self.station.start_batch(int(cards) if cards is not None else None, request.get("until"))
-        if cmd == "batch":
-            return self.station.batch_progress()
-        if cmd == "extract":
-            return self.station.extract()
-        if cmd == "reconcile":
-            return [asdict(self._evidence(w)) for w in self.station.workers]
-        raise ValueError(f"unknown command {cmd!r}")
-
-    def _worker(self, name: object) -> PrinterHandle:
-        for worker in self.station.workers:
-            if worker.name == name:
-                return worker
-        raise LookupError(f"no printer named {name!r}; the station has {', '.join(w.name for w in self.station.workers)}")
-
-    def _pause(self, cmd: str, worker: PrinterHandle) -> dict:
-        if cmd == "resume":
-            worker.paused.clear()
-        else:
-            worker.paused.set()
-        self.station.wake()
-        log.info(f"printer-{cmd}", printer=worker.name)
-        if cmd == "drain":
-            # Drained: the card in progress has left the printer; it is safe to open it.
-            deadline = time.monotonic() + DRAIN_WAIT_S
-            while worker.snapshot().state == "processing" and time.monotonic() < deadline:
-                time.sleep(0.2)
-        snap = worker.snapshot()
-        return {"printer": worker.name, "paused": snap.paused, "state": snap.state, "job_id": snap.job_id}
-
-    def _evidence(self, worker: PrinterHandle) -> PrinterEvidence:
-        """What one printer says of its feeder and counter, asked on the worker's own link between cards."""
-        if not worker.link_lock.acquire(timeout=PROBE_WAIT_S):
-            return PrinterEvidence(worker.name, asked=False, not_asked_because="the printer stayed busy with a card")
-        try:
-            if worker.printer is None:
-                return PrinterEvidence(worker.name, asked=False,
-                                       not_asked_because="the service has no link to this printer now")
-            return read_evidence(worker.printer, worker.name)
-        except PrinterError as exc:
-            return PrinterEvidence(worker.name, asked=False, not_asked_because=f"the printer did not answer: {exc}")
-        finally:
-            worker.link_lock.release()
-
-    def _probe(self, worker: PrinterHandle, trace: bool) -> PrinterReport:
-        report = PrinterReport(name=worker.name, link=worker.config.link, via="daemon")
-        lang = worker.language
-        if not worker.link_lock.acquire(timeout=PROBE_WAIT_S):
-            report.error = "the printer is busy with a card; try again in a minute"
-            return report
-        recorder = TraceRecorder() if trace else None
-        try:
-            if worker.printer is None:
-                return unreachable(report, "the service has no link to this printer now", lang)
-            worker.trace_sink = recorder
-            probe(worker.printer, report, lang)
-        except PrinterError as exc:
-            report.error = str(exc)
-        finally:
-            worker.trace_sink = None
-            worker.link_lock.release()
-            if recorder is not None:
-                report.trace = recorder.lines
-        return report
+        """Answer one request (ControlPanel.handle: the operations the page's API uses too)."""
+        return self.station.handle(request)
 
 
 def _handler(server: ControlServer) -> type[socketserver.StreamRequestHandler]:
@@ -222,6 +143,7 @@ class ControlPanel:
         self.alerts = AlertBoard(repeat_after_s=self.config.notify.repeat_after_s)
         self._picture: StockPicture | None = None
         self._picture_at = 0.0
+        self.upstream_offline_since: datetime | None = None  # first seen offline by the tick
         self._ticker = threading.Thread(target=self._tick, name="control-tick", daemon=True)
 
     def start(self) -> None:
@@ -319,6 +241,11 @@ class ControlPanel:
             now = time.monotonic()
             if self._picture is None or now - self._picture_at >= self.STOCK_EVERY_S:
                 self._picture, self._picture_at = self.station.stock(), now
+            online = bool(self.station.intake.online)
+            if online:
+                self.upstream_offline_since = None
+            elif self.upstream_offline_since is None:
+                self.upstream_offline_since = datetime.now(timezone.utc)
             held = self.journal.count_by_state().get("held", 0)
             self.alerts.update(conditions_of(self.snapshots(), self._picture, upstream_online=self.station.intake.online,
                                              held_jobs=held,
@@ -343,3 +270,88 @@ class ControlPanel:
                 self.batch.observe(self.snapshots(), self.station.intake.online, blanks, now, forecasts, picture.as_json())
             except Exception:  # the batch's bookkeeping must never stop the station
                 log.exception("batch-observe-failed")
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def handle(self, request: dict) -> Any:
+        """Answer one request; raises ValueError (a wrong request) or LookupError (no such printer)."""
+        cmd = request.get("cmd")
+        if cmd == "status":
+            return self.status()
+        if cmd == "events":
+            since, limit = int(request.get("since", 0)), min(int(request.get("limit", 1000)), 5000)
+            return self.journal.events(since, limit)
+        if cmd in ("pause", "resume", "drain"):
+            return self._pause(cmd, self._worker(request.get("printer")))
+        if cmd == "diagnose":
+            printer = request.get("printer")
+            workers = [self._worker(printer)] if printer else self.workers
+            return [self._probe(w, bool(request.get("trace"))).to_json() for w in workers]
+        if cmd == "batch-start":
+            cards = request.get("cards")
+            return self.start_batch(int(cards) if cards is not None else None, request.get("until"))
+        if cmd == "batch":
+            return self.batch_progress()
+        if cmd == "extract":
+            return self.extract()
+        if cmd == "alert-ack":
+            return {"acknowledged": self.alerts.acknowledge(str(request.get("key", "")))}
+        if cmd == "reconcile":
+            return [asdict(self._evidence(w)) for w in self.workers]
+        raise ValueError(f"unknown command {cmd!r}")
+
+    def _worker(self, name: object) -> PrinterHandle:
+        for worker in self.workers:
+            if worker.name == name:
+                return worker
+        raise LookupError(f"no printer named {name!r}; the station has {', '.join(w.name for w in self.workers)}")
+
+    def _pause(self, cmd: str, worker: PrinterHandle) -> dict:
+        if cmd == "resume":
+            worker.paused.clear()
+        else:
+            worker.paused.set()
+        self.wake()
+        log.info(f"printer-{cmd}", printer=worker.name)
+        if cmd == "drain":
+            # Drained: the card in progress has left the printer; it is safe to open it.
+            deadline = time.monotonic() + DRAIN_WAIT_S
+            while worker.snapshot().state == "processing" and time.monotonic() < deadline:
+                time.sleep(0.2)
+        snap = worker.snapshot()
+        return {"printer": worker.name, "paused": snap.paused, "state": snap.state, "job_id": snap.job_id}
+
+    def _evidence(self, worker: PrinterHandle) -> PrinterEvidence:
+        """What one printer says of its feeder and counter, asked on the worker's own link between cards."""
+        if not worker.link_lock.acquire(timeout=PROBE_WAIT_S):
+            return PrinterEvidence(worker.name, asked=False, not_asked_because="the printer stayed busy with a card")
+        try:
+            if worker.printer is None:
+                return PrinterEvidence(worker.name, asked=False,
+                                       not_asked_because="the service has no link to this printer now")
+            return read_evidence(worker.printer, worker.name)
+        except PrinterError as exc:
+            return PrinterEvidence(worker.name, asked=False, not_asked_because=f"the printer did not answer: {exc}")
+        finally:
+            worker.link_lock.release()
+
+    def _probe(self, worker: PrinterHandle, trace: bool) -> PrinterReport:
+        report = PrinterReport(name=worker.name, link=worker.config.link, via="daemon")
+        lang = worker.language
+        if not worker.link_lock.acquire(timeout=PROBE_WAIT_S):
+            report.error = "the printer is busy with a card; try again in a minute"
+            return report
+        recorder = TraceRecorder() if trace else None
+        try:
+            if worker.printer is None:
+                return unreachable(report, "the service has no link to this printer now", lang)
+            worker.trace_sink = recorder
+            probe(worker.printer, report, lang)
+        except PrinterError as exc:
+            report.error = str(exc)
+        finally:
+            worker.trace_sink = None
+            worker.link_lock.release()
+            if recorder is not None:
+                report.trace = recorder.lines
+        return report

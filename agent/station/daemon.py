@@ -6,6 +6,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from datetime import timedelta
 
 import structlog
@@ -27,6 +28,9 @@ from agent.station.supervisor import EXIT_THREAD_FAILED, Supervised
 from agent.upstream.telemetry import TelemetryReporter
 from agent.core.printer_snapshot import PrinterSnapshot
 from agent.upstream.client import UpstreamClient
+
+if TYPE_CHECKING:
+    from agent.ops.web import WebServer
 
 log = structlog.get_logger("station")
 
@@ -69,6 +73,7 @@ class Station:
         self.control = ControlPanel(self)
         self.telemetry = TelemetryReporter(self.journal, self.printer_snapshots, config.stock, self.calendar)
         self.metrics = MetricsEndpoint(config.metrics, lambda: read_station(self)) if config.metrics else None
+        self.web: WebServer | None = None
 
     def stock(self) -> StockPicture:
         """The station's one stock forecast, now. Raises JournalError."""
@@ -88,6 +93,12 @@ class Station:
         self.control.start()
         if self.metrics is not None:
             self.metrics.start()
+        if self.config.web.listen is not None:
+            # Imported here: the page's framework is not needed by a station that serves no page.
+            from agent.ops.web import WebServer, create_app
+
+            self.web = WebServer(create_app(self.control, self.config.web, self.config.language), self.config.web.listen)
+            self.web.start()
         notifier = Notifier()
         notifier.ready(self.summary())
         tick = min(1.0, notifier.watchdog_interval_s or 1.0)
@@ -116,6 +127,8 @@ class Station:
         self.journal.outbox_ready.set()
         for thread in threads:
             thread.join(timeout=30)
+        if self.web is not None:
+            self.web.close()
         self.control.close()
         if self.metrics is not None:
             self.metrics.close()

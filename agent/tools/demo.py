@@ -102,6 +102,7 @@ class Demo:
         self.agent_args: list[str] = []
         self.on_agent_started: Callable[[int], None] | None = None
         self.before_stop: Callable[[], None] | None = None
+        self.page_url: str | None = None
 
     def run(self) -> DemoSummary:
         _check_pcscd()
@@ -114,6 +115,9 @@ class Demo:
             agent = self._start("agent", ["run", "--config", str(config), *self.agent_args], self.root / "agent.log")
             if self.on_agent_started:
                 self.on_agent_started(agent.pid)
+            self.page_url = self._page_url(agent)
+            if self.page_url and not self.args.json:
+                print(f"Halaman operator / operator page: {self.page_url}", file=sys.stderr, flush=True)
             outcomes = self._follow(upstream, started)
             wall_s = time.monotonic() - started
             if self.before_stop:
@@ -122,6 +126,19 @@ class Demo:
             self._stop_all()
             signal.signal(signal.SIGTERM, previous)
         return summarise_cards(self.root / "simulator" / "cards.jsonl", outcomes, self.args.cards, wall_s, self.root)
+
+    def _page_url(self, agent: subprocess.Popen, timeout: float = 15.0) -> str | None:
+        """Where the agent serves the operators' page, from its log (None if it says nothing in time)."""
+        import re
+
+        deadline = time.monotonic() + timeout
+        log_path = self.root / "agent.log"
+        while time.monotonic() < deadline and agent.poll() is None:
+            found = re.search(r"web-ready\s+url=(\S+)", log_path.read_text(errors="replace") if log_path.exists() else "")
+            if found:
+                return found.group(1)
+            time.sleep(0.1)
+        return None
 
     # -- processes ------------------------------------------------------------------------
 
@@ -173,6 +190,7 @@ class Demo:
             "[upstream.authority_keys]",
             *[f'"{kid}" = "{path}"' for kid, path in upstream["authority_keys"].items()], "",
             "[chip]", 'profile = "icao9303"', f"trust_anchors = {json.dumps(upstream['trust_anchors'])}", "",
+            "[web]", 'listen = "127.0.0.1:0"', "",  # the operators' page, on a free port (printed at start)
         ]
         for printer in devices["printers"]:
             link = printer["usb"]["url"] if self.args.transport == "usb" else f"serial://{printer['serial']}?baud=115200"
