@@ -209,4 +209,6 @@ _WORDS: dict[str, dict[str, str]] = {
     "since": {"id": "sejak", "en": "since"},
     "language": {"id": "English", "en": "Bahasa Indonesia"},
     "none": {"id": "tidak ada", "en": "none"},
+    "morning-report": {"id": "Laporan pagi terakhir", "en": "Latest morning report"},
+    "no-report": {"id": "Belum ada laporan pagi.", "en": "No morning report yet."},
 }

@@ -10,6 +10,7 @@ for upstream through the outbox.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections import Counter
 from collections.abc import Sequence
@@ -21,6 +22,8 @@ from typing import Any
 import structlog
 
 from agent.core.printer_snapshot import PrinterSnapshot
+from agent.ops.reason_words import reason_words
+from agent.ops.web_view import local_time
 from agent.journal import IN_PRINTER, Journal, stamp
 from agent.core.messages import fault_message, word
 from agent.journal.reasons import INTERRUPTED
@@ -62,6 +65,7 @@ class MorningReport:
     kind: str = "morning-report"
     stock: dict | None = None                # storeroom, hoppers, the office's run-out (StockPicture.as_json())
     interrupted: int = 0                     # of `spoiled`: cards lost to the station's own interruptions
+    cards_per_hour: dict[str, int] = field(default_factory=dict)  # "HH:00" local -> cards printed
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -188,6 +192,7 @@ class BatchRunner:
             spoiled_reasons=dict(Counter(a["reason"] or "unknown" for a in spoiled)), faults=batch.faults,
             printers=per_printer, outbox_backlog=self.journal.outbox_backlog(), stock=stock,
             interrupted=sum(a["reason"] == INTERRUPTED for a in spoiled),
+            cards_per_hour=dict(Counter(_local_hour(a["ended_at"]) for a in attempts if a["result"] == "printed")),
         )
         batch.finished = report
         self._write(report)
@@ -203,10 +208,29 @@ class BatchRunner:
         span.seconds = round((now - started).total_seconds(), 1)
 
     def _write(self, report: MorningReport) -> None:
+        """JSON, text and a printable HTML page, readable by the service's group (the operators)."""
+        from agent.ops.report_html import render_html
+
         self.reports_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.reports_dir, 0o750)
         name = "morning-report-" + report.started_at.replace(":", "").replace(".", "")
-        (self.reports_dir / f"{name}.json").write_text(json.dumps(report.to_json(), indent=2))
-        (self.reports_dir / f"{name}.txt").write_text(render_text(report.to_json(), self.language) + "\n")
+        for suffix, text in ((".json", json.dumps(report.to_json(), indent=2)),
+                             (".txt", render_text(report.to_json(), self.language) + "\n"),
+                             (".html", render_html(report.to_json(), self.language))):
+            path = self.reports_dir / f"{name}{suffix}"
+            path.write_text(text)
+            os.chmod(path, 0o640)
+
+
+def _local_hour(stamp: str) -> str:
+    """A journal stamp's hour in the station's local time, "HH:00"."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone().strftime("%H:00")
+
+
+def latest_report(reports_dir: Path, suffix: str = ".html") -> Path | None:
+    """The newest morning report of this kind, if any."""
+    found = sorted(reports_dir.glob(f"morning-report-*{suffix}")) if reports_dir.is_dir() else []
+    return found[-1] if found else None
 
 
 def _station_reasons(reasons: tuple[str, ...]) -> list[str]:
@@ -216,6 +240,7 @@ def _station_reasons(reasons: tuple[str, ...]) -> list[str]:
 
 _REPORT_WORDS = {
     "title": {"id": "Laporan pagi", "en": "Morning report"},
+    "of-target": {"id": "dari target", "en": "of a target of"},
     "ended": {"id": "selesai karena", "en": "ended because"},
     "faults": {"id": "Gangguan", "en": "Faults"},
     "none": {"id": "tidak ada", "en": "none"},
@@ -230,18 +255,20 @@ def render_text(report: dict, lang: str) -> str:
     """The morning report for people, in `lang`."""
     t = lambda key: _REPORT_WORDS[key]["en" if lang == "en" else "id"]  # noqa: E731
     w = lambda key: word(key, lang)  # noqa: E731
-    lines = [f"{t('title')} {report['station']}: {report['started_at']} - {report['ended_at']} "
-             f"({t('ended')} {report['ended_because']})",
-             f"{w('printed')} {report['printed']}, {w('spoiled')} {report['spoiled']}"
-             + (f" / {report['target']}" if report.get("target") else "")]
+    lines = [f"{t('title')} {report['station']}: {local_time(report['started_at'])} - {local_time(report['ended_at'])} "
+             f"({t('ended')} {reason_words(report['ended_because'], lang)})",
+             f"{w('printed')} {report['printed']}"
+             + (f" {t('of-target')} {report['target']}" if report.get("target") else "")
+             + f", {w('spoiled')} {report['spoiled']}"]
     if report["spoiled_reasons"]:
-        lines.append(f"{t('reasons')}: " + ", ".join(f"{r} {n}" for r, n in sorted(report["spoiled_reasons"].items())))
+        lines.append(f"{t('reasons')}: " + ", ".join(f"{reason_words(r, lang)} {n}"
+                                                      for r, n in sorted(report["spoiled_reasons"].items())))
     if report.get("interrupted"):
         lines.append(f"  {t('interrupted')}: {report['interrupted']}")
     lines.append(f"{t('faults')}:" + ("" if report["faults"] else f" {t('none')}"))
     for span in report["faults"]:
         message, _ = fault_message(span["fault"], lang)
-        lines.append(f"  {span['printer']}: {span['fault']} {span['started_at']} +{span['seconds']} {t('seconds')} - {message}")
+        lines.append(f"  {span['printer']}: {message} {local_time(span['started_at'])} +{span['seconds']} {t('seconds')}")
     for name, p in report["printers"].items():
         fc = p.get("blanks_forecast") or {}
         lines.append(f"{w('printer')} {name}: {w('printed')} {p['printed']}, {w('spoiled')} {p['spoiled']}, "

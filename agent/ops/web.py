@@ -21,11 +21,13 @@ from typing import TYPE_CHECKING, Any
 import structlog
 import uvicorn
 from fastapi import FastAPI, Form, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
 
 from agent.core.config import WebConfig
 from agent.core.listen import ListenAddress
+from agent.core.messages import word
+from agent.ops.batch import latest_report
 from agent.ops.web_auth import COOKIE, SESSION_S, Sessions, verify_pin
 from agent.ops.web_view import page_view
 
@@ -67,7 +69,7 @@ def create_app(panel: ControlPanel, web: WebConfig, language: str) -> FastAPI:
         session = sessions.get(request.cookies.get(COOKIE))
         return {"v": view, "signed_in": session is not None, "csrf": session.csrf if session else "",
                 "pin_configured": web.operator_pin_hash is not None, "other_lang": "en" if lang == "id" else "id",
-                "wrong_pin": False, **extra}
+                "wrong_pin": False, "has_report": latest_report(panel.batch.reports_dir) is not None, **extra}
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page(request: Request) -> HTMLResponse:
@@ -94,6 +96,13 @@ def create_app(panel: ControlPanel, web: WebConfig, language: str) -> FastAPI:
         answer = RedirectResponse("./", status_code=303)
         answer.delete_cookie(COOKIE)
         return answer
+
+    @app.get("/report", response_class=HTMLResponse, include_in_schema=False)
+    def report() -> Any:
+        latest = latest_report(panel.batch.reports_dir)
+        if latest is None:
+            return HTMLResponse(f"<p>{word('no-report', language)}</p>", status_code=404)
+        return FileResponse(latest, media_type="text/html")
 
     @app.get("/api/status", summary="The station's status (the same document as `printstation status --json`)")
     def api_status() -> dict:
