@@ -360,3 +360,23 @@ def test_a_reason_is_joined_and_split_in_one_place_and_keeps_the_form_upstream_k
                     Because(ChipFailure.HASH_MISMATCH)):
         assert reason_code(str(because)) == because.code.value
     assert reason_code(None) == "unknown"
+
+
+def test_a_held_job_is_decided_by_a_person_and_never_left_between(journal):
+    for job_id in ("H1", "H2", "H3"):
+        add(journal, job_id)
+        c = journal.claim_next("p1", at=NOW)
+        journal.fed(c.job_id, c.attempt, "p1", at=NOW)
+        journal.hold(job_id, "no card inside after 'printing'")
+    assert [h["job_id"] for h in journal.held_jobs()] == ["H1", "H2", "H3"]
+    assert journal.decide_held("H1", "print-again") == JobState.LEASED
+    assert journal.decide_held("H2", "printed") == JobState.PRINTED
+    assert journal.decide_held("H3", "cancel") == JobState.FAILED
+    assert journal.held_jobs() == []
+    with pytest.raises(ValueError, match="not held"):
+        journal.decide_held("H2", "print-again")  # printed stays printed: never a second card
+    with pytest.raises(ValueError, match="no decision"):
+        journal.decide_held("H1", "shred")
+    outcomes = {m["job_id"]: m for m in journal.outbox_summary() if m["kind"] == "outcome"}
+    assert set(outcomes) == {"H2", "H3"}  # the released one is not final: nothing claimed upstream yet
+    assert journal.claim_next("p1", at=NOW).job_id == "H1", "printed again on a fresh blank"

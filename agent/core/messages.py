@@ -209,6 +209,13 @@ _WORDS: dict[str, dict[str, str]] = {
     "since": {"id": "sejak", "en": "since"},
     "language": {"id": "English", "en": "Bahasa Indonesia"},
     "none": {"id": "tidak ada", "en": "none"},
+    "held-remedy": {"id": "Periksa tempat kartu jadi dan kotak reject. Kartu ada di tempat kartu jadi: 'Sudah tercetak'. "
+                          "Tidak ada di keduanya: 'Cetak ulang'. Ragu: 'Batalkan' dan hubungi supervisor.",
+                    "en": "Check the output tray and the reject box. The card is in the output tray: 'It was printed'. "
+                          "In neither: 'Print again'. In doubt: 'Cancel' and call a supervisor."},
+    "was-printed": {"id": "Sudah tercetak", "en": "It was printed"},
+    "print-again": {"id": "Cetak ulang", "en": "Print again"},
+    "cancel-job": {"id": "Batalkan", "en": "Cancel"},
     "morning-report": {"id": "Laporan pagi terakhir", "en": "Latest morning report"},
     "no-report": {"id": "Belum ada laporan pagi.", "en": "No morning report yet."},
 }

@@ -300,6 +300,33 @@ class JobBook(Outbox, Ledger):
         with self._tx() as db:
             self._finish(db, job_id, JobState.FAILED, now, reason=reason)
 
+    def held_jobs(self) -> list[dict]:
+        """Jobs held for a person to decide: id, since when and why (no personal data)."""
+        with self._lock:
+            rows = self._db.execute("SELECT job_id, updated_at, reason FROM jobs WHERE state = ? ORDER BY updated_at",
+                                    (JobState.HELD.value,)).fetchall()
+        return [{"job_id": j, "since": since, "reason": why} for j, since, why in rows]
+
+    def decide_held(self, job_id: str, decision: str, who: str = "operator", at: datetime | None = None) -> JobState:
+        """A person's decision on a held job, once they have looked in the output tray and the reject
+        box: `print-again` (the card is in neither: back to `leased`, a fresh blank), `printed` (the
+        card is in the output tray: `printed`, reported upstream) or `cancel` (`failed`, reported
+        upstream). Raises ValueError for another decision or a job that is not held."""
+        targets = {"print-again": JobState.LEASED, "printed": JobState.PRINTED, "cancel": JobState.FAILED}
+        if decision not in targets:
+            raise ValueError(f"no decision {decision!r}: {', '.join(targets)}")
+        now = stamp(at or utcnow())
+        with self._tx() as db:
+            row = db.execute("SELECT state FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+            if row is None or row[0] != JobState.HELD.value:
+                raise ValueError(f"job {job_id} is not held" + (f" (it is {row[0]})" if row else " (no such job)"))
+            state = targets[decision]
+            if state is JobState.LEASED:
+                self._set_state(db, job_id, state, now, decided_by=who, decision=decision)
+            else:
+                self._finish(db, job_id, state, now, reason=f"decided-by-{who}: {decision}")
+            return state
+
     def job_state(self, job_id: str) -> JobState | None:
         with self._lock:
             row = self._db.execute("SELECT state FROM jobs WHERE job_id = ?", (job_id,)).fetchone()

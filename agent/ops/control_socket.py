@@ -294,6 +294,14 @@ class ControlPanel:
             return self.batch_progress()
         if cmd == "extract":
             return self.extract()
+        if cmd == "held":
+            return self.journal.held_jobs()
+        if cmd == "held-decide":
+            job_id, decision = str(request.get("job_id", "")), str(request.get("decision", ""))
+            state = self.journal.decide_held(job_id, decision, who=str(request.get("who", "operator")))
+            log.info("held-job-decided", job_id=job_id, decision=decision, state=state.value)
+            self.wake()
+            return {"job_id": job_id, "state": state.value}
         if cmd == "alert-ack":
             return {"acknowledged": self.alerts.acknowledge(str(request.get("key", "")))}
         if cmd == "reconcile":

@@ -65,7 +65,8 @@ def create_app(panel: ControlPanel, web: WebConfig, language: str) -> FastAPI:
         alerts = [a.as_json(lang) for a in panel.alerts.current()]
         since = panel.upstream_offline_since
         failed = panel.journal.count_by_state().get("failed", 0)
-        view = page_view(status, alerts, lang, offline_since=since.isoformat() if since else None, failed=failed)
+        view = page_view(status, alerts, lang, offline_since=since.isoformat() if since else None, failed=failed,
+                         held=panel.journal.held_jobs())
         session = sessions.get(request.cookies.get(COOKIE))
         return {"v": view, "signed_in": session is not None, "csrf": session.csrf if session else "",
                 "pin_configured": web.operator_pin_hash is not None, "other_lang": "en" if lang == "id" else "id",
@@ -128,6 +129,19 @@ def create_app(panel: ControlPanel, web: WebConfig, language: str) -> FastAPI:
     def api_ack(key: str, request: Request) -> dict:
         require_operator(request)
         return panel.handle({"cmd": "alert-ack", "key": key})
+
+    @app.get("/api/jobs/held", summary="jobs held for a person to decide (ids, since when, why)")
+    def api_held() -> list[dict]:
+        return panel.handle({"cmd": "held"})
+
+    @app.post("/api/jobs/{job_id}/{decision}",
+              summary="decide a held job: print-again, printed (the card is in the output tray) or cancel (operator only)")
+    def api_job(job_id: str, decision: str, request: Request) -> dict:
+        require_operator(request)
+        try:
+            return panel.handle({"cmd": "held-decide", "job_id": job_id, "decision": decision, "who": "operator-page"})
+        except ValueError as exc:
+            raise HTTPException(409, str(exc)) from None
 
     @app.get("/api/events", summary="server-sent events: `changed` whenever what the page shows changes")
     async def api_events(request: Request) -> StreamingResponse:

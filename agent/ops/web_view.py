@@ -80,12 +80,14 @@ class PageView:
     office_runs_out: str
     jobs: dict[str, int]
     alerts: list[AlertView]
+    held: list[dict] = field(default_factory=list)  # job_id, since (local), why (words)
 
     def w(self, key: str) -> str:
         return word(key, self.lang)
 
 
-def page_view(status: dict, alerts: list[dict], lang: str, *, offline_since: str | None, failed: int) -> PageView:
+def page_view(status: dict, alerts: list[dict], lang: str, *, offline_since: str | None, failed: int,
+              held: list[dict] | None = None) -> PageView:
     printers = []
     for p in status["printers"]:
         problems = [Problem(*fault_message(code, lang)) for code in p["faults"]]
@@ -112,4 +114,5 @@ def page_view(status: dict, alerts: list[dict], lang: str, *, offline_since: str
         jobs={"waiting": queue["waiting"], "in-printer": queue["in_printer"], "held": queue["held"], "failed": failed},
         alerts=[AlertView(a["key"], a["severity"], a["printer"], a["message"], a["remedy"], local_time(a["since"]),
                           a["count"], a["acknowledged"]) for a in alerts],
+        held=[{"job_id": h["job_id"], "since": local_time(h["since"]), "why": h["reason"] or ""} for h in held or []],
     )
