@@ -335,12 +335,9 @@ def _batch(args: argparse.Namespace, config) -> int:
         else:
             until = args.until.isoformat() if args.until else None
             progress = client.call("batch-start", cards=args.cards, until=until)
-        while not progress["finished"] and not args.detach:
-            eta = f", eta {progress['eta']}" if progress.get("eta") else ""
-            print(f"batch: {progress['done']}/{progress['target'] or 'all'} printed, {progress['spoiled']} spoiled, "
-                  f"{progress['cards_per_hour']} cards/h{eta}", file=sys.stderr, flush=True)
-            time.sleep(args.poll)
-            progress = client.call("batch")
+        if not args.detach:
+            follow = _follow_with_bar if sys.stderr.isatty() and not args.json else _follow_with_lines
+            progress = follow(client, progress, args.poll, _lang(config))
     except DaemonDown as exc:
         return _fail(f"{exc}. Fix: start the service (systemctl start printstation); a batch runs in the service",
                      EXIT_DAEMON_DOWN)
@@ -350,6 +347,36 @@ def _batch(args: argparse.Namespace, config) -> int:
     report = progress["report"]
     _out(args, report, render_text(report, _lang(config)))
     return 0
+
+
+def _follow_with_lines(client: ControlClient, progress: dict, poll: float, lang: str) -> dict:
+    """Progress as plain lines, for logs and scripts (stderr is not a terminal)."""
+    while not progress["finished"]:
+        eta = f", eta {progress['eta']}" if progress.get("eta") else ""
+        print(f"batch: {progress['done']}/{progress['target'] or 'all'} printed, {progress['spoiled']} spoiled, "
+              f"{progress['cards_per_hour']} cards/h{eta}", file=sys.stderr, flush=True)
+        time.sleep(poll)
+        progress = client.call("batch")
+    return progress
+
+
+def _follow_with_bar(client: ControlClient, progress: dict, poll: float, lang: str) -> dict:
+    """Progress as a bar with the cards done, the rate and the time left, for a person at a terminal."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    label = {"id": "Mencetak", "en": "Printing"}.get(lang, "Printing")
+    spoiled = {"id": "rusak", "en": "spoiled"}.get(lang, "spoiled")
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[extra]}"),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True)) as bar:
+        task = bar.add_task(label, total=progress["target"], extra="")
+        while True:
+            bar.update(task, completed=progress["done"],
+                       extra=f"{spoiled} {progress['spoiled']} · {progress['cards_per_hour']}/h")
+            if progress["finished"]:
+                return progress
+            time.sleep(poll)
+            progress = client.call("batch")
 
 
 def _until(text: str) -> datetime:
