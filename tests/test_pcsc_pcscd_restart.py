@@ -24,7 +24,10 @@ JOBS = 8
 
 
 def _in_private_pid_namespace() -> bool:
-    # NSpid lists one pid per nested pid namespace: more than one means unshare --pid.
+    # scripts/private-pcscd.sh says so; else NSpid lists one pid per nested pid namespace (seen
+    # from the host's /proc): more than one means unshare --pid.
+    if os.environ.get("PRINTSTATION_PRIVATE_NAMESPACES") == "1":
+        return True
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("NSpid:"):
             return len(line.split()) > 2
