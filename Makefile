@@ -22,6 +22,7 @@ lint: setup
 	$(VENV)/bin/ruff check agent drivers simulators tests
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	$(PY) scripts/make-catalogs.py --check
 
 # The crash suite's random kills, longer: 40 cards, 12 agent kills, every 3rd also a power cut of the printer.
 soak: setup pcscd

@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from enum import Enum
 
+from agent.core.catalog import translate
 from drivers.faults import LANGUAGES, Fault
 
 
@@ -35,11 +36,11 @@ class Alert(Enum):
 
     def message(self, lang: str) -> str:
         """What is going on, in `lang`. Raises ValueError for a language without texts."""
-        return _pick(_ALERTS[self], lang)[0]
+        return translate(f"alert.{self.value}.message", lang, _pick(_ALERTS[self], lang)[0])
 
     def remedy(self, lang: str) -> str:
         """What to do about it, in `lang`. Raises ValueError for a language without texts."""
-        return _pick(_ALERTS[self], lang)[1]
+        return translate(f"alert.{self.value}.remedy", lang, _pick(_ALERTS[self], lang)[1])
 
 
 def choose_language(configured: str, environ: Mapping[str, str] | None = None) -> str:
@@ -59,7 +60,8 @@ def fault_message(code: str, lang: str) -> tuple[str, str]:
     """(message, remedy) for a fault or alert code as the status carries it (e.g. "jam", "paused")."""
     for fault in Fault:
         if fault.value == code:
-            return fault.message(lang), fault.remedy(lang)
+            return (translate(f"fault.{code}.message", lang, fault.message(lang)),
+                    translate(f"fault.{code}.remedy", lang, fault.remedy(lang)))
     for alert in Alert:
         if alert.value == code:
             return alert.message(lang), alert.remedy(lang)
@@ -69,7 +71,7 @@ def fault_message(code: str, lang: str) -> tuple[str, str]:
 def word(key: str, lang: str) -> str:
     """A word of the status screen in `lang` (the key itself when there is none)."""
     entry = _WORDS.get(key)
-    return _pick(entry, lang) if entry else key
+    return translate(f"word.{key}", lang, _pick(entry, lang)) if entry else key
 
 
 def _pick(entry: Mapping[str, object], lang: str):

@@ -22,8 +22,9 @@ from typing import Any
 import structlog
 
 from agent.core.printer_snapshot import PrinterSnapshot
+from agent.core.catalog import translate
 from agent.ops.reason_words import reason_words
-from agent.ops.web_view import local_time
+from agent.core.local_time import local_time
 from agent.journal import IN_PRINTER, Journal, stamp
 from agent.core.messages import fault_message, word
 from agent.journal.reasons import INTERRUPTED
@@ -253,7 +254,7 @@ _REPORT_WORDS = {
 
 def render_text(report: dict, lang: str) -> str:
     """The morning report for people, in `lang`."""
-    t = lambda key: _REPORT_WORDS[key]["en" if lang == "en" else "id"]  # noqa: E731
+    t = lambda key: translate(f"report.{key}", lang, _REPORT_WORDS[key]["en" if lang == "en" else "id"])  # noqa: E731
     w = lambda key: word(key, lang)  # noqa: E731
     lines = [f"{t('title')} {report['station']}: {local_time(report['started_at'])} - {local_time(report['ended_at'])} "
              f"({t('ended')} {reason_words(report['ended_because'], lang)})",

@@ -224,7 +224,7 @@ def _events(args: argparse.Namespace, config) -> int:
 
 def _printer_command(cmd: str) -> Callable[[argparse.Namespace, Any], int]:
     def body(args: argparse.Namespace, config) -> int:
-        from agent.core.messages import Alert
+        from agent.core.messages import Alert, word
 
         try:
             result = ControlClient(config.control_socket).call(cmd, printer=args.printer)
@@ -232,13 +232,16 @@ def _printer_command(cmd: str) -> Callable[[argparse.Namespace, Any], int]:
             return _fail(f"{exc}. Fix: start the service (systemctl start printstation); {cmd} acts on the running service",
                          EXIT_DAEMON_DOWN)
         lang = _lang(config)
+        state = word(result["state"], lang)
         if cmd == "resume":
-            text = f"{result['printer']}: {'dilanjutkan' if lang == 'id' else 'resumed'} ({result['state']})"
+            text = f"{result['printer']}: {'dilanjutkan, sekarang' if lang == 'id' else 'resumed, now'} {state}"
         else:
             alert = Alert.PRINTER_PAUSED
             text = f"{result['printer']}: {alert.message(lang)} {alert.remedy(lang)}"
-            if cmd == "pause" and result["state"] == "processing":
+            if result["state"] == "processing":
                 text += "\n" + Alert.PRINTER_DRAINING.message(lang)
+            elif cmd == "drain":
+                text += "\n" + word("safe-to-open", lang)
         _out(args, result, text)
         return 0
     return body

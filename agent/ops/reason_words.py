@@ -6,6 +6,7 @@ texts (drivers/faults.py); an unknown code is shown as it is rather than hidden.
 
 from __future__ import annotations
 
+from agent.core.catalog import translate
 from agent.core.messages import fault_message
 from agent.journal.reasons import reason_code
 
@@ -49,8 +50,9 @@ def reason_words(reason: str | None, lang: str) -> str:
     if code == "printer-fault" and ":" in text:
         fault = text.split(":", 1)[1].strip()
         message, _ = fault_message(fault, lang)
-        return f"{_WORDS[code][lang]}: {message}" if message != fault else f"{_WORDS[code][lang]} ({fault})"
+        words = translate(f"reason.{code}", lang, _WORDS[code][lang])
+        return f"{words}: {message}" if message != fault else f"{words} ({fault})"
     if code in _WORDS:
-        return _WORDS[code][lang]
+        return translate(f"reason.{code}", lang, _WORDS[code][lang])
     message, _ = fault_message(code, lang)
     return message

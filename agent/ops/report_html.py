@@ -12,9 +12,10 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
+from agent.core.catalog import translate
 from agent.core.messages import fault_message, word
 from agent.ops.reason_words import reason_words
-from agent.ops.web_view import local_date, local_time
+from agent.core.local_time import local_date, local_time
 
 _ENV = Environment(loader=FileSystemLoader(str(Path(__file__).with_name("templates"))),
                    autoescape=select_autoescape(["html"]))
@@ -39,7 +40,8 @@ _WORDS = {
 
 
 def _t(key: str, lang: str, **values: object) -> str:
-    return _WORDS[key]["en" if lang == "en" else "id"].format(**values)
+    lang = "en" if lang == "en" else "id"
+    return translate(f"report-page.{key}", lang, _WORDS[key][lang]).format(**values)
 
 
 def _bars(rows: list[tuple[str, float]], unit: str = "", width: int = 560, bar_h: int = 22) -> Markup:

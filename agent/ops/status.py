@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 
 from agent.core.config import StockConfig
 from agent.journal import Journal, JobState, stamp
+from agent.core.local_time import local_date, local_time
 from agent.core.messages import fault_message, word
 from agent.core.print_windows import PrintWindow
 from agent.upstream.stock_forecast import PrintCalendar, StockPicture, stock_picture
@@ -109,20 +110,20 @@ def from_journal(journal: Journal, station: str, printers: list[str], now: datet
 def render_text(status: dict, lang: str) -> str:
     """The status screen for people, in `lang`: one block a printer, what is wrong and what to do."""
     w = lambda key: word(key, lang)  # noqa: E731 - a short alias keeps the lines readable
-    lines = [f"{status['station']}  ({w('source-' + status['source'])}, {status['at']})"]
+    lines = [f"{status['station']}  ({w('source-' + status['source'])}, {local_time(status['at'])})"]
     window = status["window"]
     if window.get("open") is not None:
-        opens = f" -> {window['opens_at']}" if window.get("opens_at") else ""
+        opens = f" -> {local_time(window['opens_at'])}" if window.get("opens_at") else ""
         lines.append(f"{w('window')}: {w('open' if window['open'] else 'closed')}{opens}")
     for p in status["printers"]:
         ribbon = "?" if p["ribbon_left"] is None else p["ribbon_left"]
+        # The reasons' codes stay in --json; the lines below say each in words, with what to do.
         lines.append(f"{w('printer')} {p['name']}: {w(p['state'])}"
-                     + (f" ({', '.join(p['reasons'])})" if p["reasons"] else "")
                      + (f" [{p['job_id']}]" if p.get("job_id") else ""))
         lines.append(f"  {w('blanks')} {p['blanks']}, {w('ribbon')} {ribbon}, "
                      f"{w('printed')} {p['printed_today']}, {w('spoiled')} {p['spoiled_today']}")
         if p.get("blanks_forecast") and p["blanks_forecast"].get("date"):
-            lines.append(f"  {w('forecast')}: {w('blanks')} -> {p['blanks_forecast']['date']}")
+            lines.append(f"  {w('forecast')}: {w('blanks')} -> {local_date(p['blanks_forecast']['date'])}")
         codes = [*p["faults"], *[r for r in p["reasons"] if r in ("paused", "draining", "outside-print-window",
                                                                    "reader-unavailable")]]
         if p.get("blanks_low"):
@@ -141,13 +142,14 @@ def render_text(status: dict, lang: str) -> str:
         office = stock["office"]
         run_out = office["run_out"]
         lines.append(f"{w('office-stock')}: {w('storeroom')} {stock['storeroom']}, {w('hoppers')} {stock['hoppers']}"
-                     + (f" -> {run_out['date']} ({run_out['print_days']} {w('print-days')})" if run_out.get("date") else ""))
+                     + (f" -> {local_date(run_out['date'])} ({run_out['print_days']} {w('print-days')})"
+                        if run_out.get("date") else ""))
         if office["low"]:
             message, remedy = fault_message("office-stock-low", lang)
             lines.append(f"  ! {message}")
             lines.append(f"    {w('remedy')}: {remedy}")
     q = status["queue"]
-    lines.append(f"{w('queue')}: {q['waiting']} (+{q['in_printer']}, held {q['held']}); "
+    lines.append(f"{w('queue')}: {q['waiting']} {w('waiting')}, {q['in_printer']} {w('in-printer')}, {q['held']} {w('held')}; "
                  f"{w('outbox')}: {status['outbox_backlog']}; {w('upstream')}: {w(status['upstream'])}")
     if status["source"] == "journal":
         message, remedy = fault_message("daemon-down", lang)

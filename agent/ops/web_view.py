@@ -5,33 +5,12 @@ names and the texts of faults and alerts only)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 
+from agent.core.local_time import local_date, local_time
 from agent.core.messages import fault_message, word
 
 # Printer reasons worth a line of their own on the page (the faults have theirs).
 _SHOWN_REASONS = ("paused", "draining", "outside-print-window", "reader-unavailable")
-
-
-def local_time(stamp: str | None) -> str:
-    """An RFC 3339 UTC stamp as the station's local date and time ("" for none)."""
-    if not stamp:
-        return ""
-    try:
-        at = datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone()
-    except ValueError:
-        return ""
-    return at.strftime("%d-%m-%Y %H:%M %Z").strip()
-
-
-def local_date(text: str | None) -> str:
-    """A forecast's date (YYYY-MM-DD) as the page writes dates."""
-    if not text:
-        return ""
-    try:
-        return datetime.fromisoformat(text).strftime("%d-%m-%Y")
-    except ValueError:
-        return text
 
 
 @dataclass
