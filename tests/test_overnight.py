@@ -15,6 +15,9 @@ import subprocess
 import time
 from collections import Counter
 
+from agent.core.local_time import local_time
+from agent.core.messages import fault_message
+from agent.ops.reason_words import reason_words
 from tests.station_rig import AGENT, StationRig, closed_window, wait_until
 
 JOBS = 10
@@ -146,18 +149,18 @@ def test_an_overnight_batch_through_a_jam_an_open_cover_and_an_outage_leaves_a_c
 
     # Kept next to the journal as JSON and text, and sent upstream.
     kept = sorted((rig.journal_path.parent / "reports").glob("morning-report-*"))
-    assert [p.suffix for p in kept] == [".json", ".txt"]
-    assert json.loads(kept[0].read_text()) == report
-    text = kept[1].read_text()
+    assert [p.suffix for p in kept] == [".html", ".json", ".txt"]
+    assert json.loads(kept[1].read_text()) == report
+    text = kept[2].read_text()
     assert delivered and all(m["delivered_at"] for m in delivered)
 
     # The human report says the same: printed, spoiled by reason, each fault with its length, stock, forecast.
     assert follow.returncode == 0 and follow.stdout.strip() == text.strip()
     assert f"printed {JOBS}, spoiled {report['spoiled']}" in text
-    for reason, n in report["spoiled_reasons"].items():
-        assert f"{reason} {n}" in text
+    for reason, n in report["spoiled_reasons"].items():  # in words, not codes
+        assert f"{reason_words(reason, 'en')} {n}" in text and reason not in text
     for f in report["faults"]:
-        assert f"{f['printer']}: {f['fault']} {f['started_at']} +{f['seconds']} s" in text
+        assert f"{f['printer']}: {fault_message(f['fault'], 'en')[0]} {local_time(f['started_at'])} +{f['seconds']} s" in text
     for name, line in report["printers"].items():
         assert (f"printer {name}: printed {line['printed']}, spoiled {line['spoiled']}, blanks {line['blanks_left']}, "
                 f"ribbon {line['ribbon_left']}, forecast {line['blanks_forecast']['date']}") in text
