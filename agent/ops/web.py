@@ -15,6 +15,7 @@ import hashlib
 import json
 import threading
 from collections.abc import AsyncIterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -170,10 +171,15 @@ def create_app(panel: ControlPanel, web: WebConfig, language: str) -> FastAPI:
 
 
 def _digest(panel: ControlPanel) -> str:
-    """A fingerprint of what the page shows (the status without its clock, and the board)."""
-    status = panel.status()
-    status.pop("at", None)
-    seen = json.dumps([status, panel.alerts.version], sort_keys=True, default=str)
+    """A fingerprint of what the page shows, from what is cheap to read twice a second: the printer
+    snapshots, the blanks in each hopper and the storeroom, the job counts, the board's version and
+    upstream. No forecast is computed here: the page's full view is built only once this changes."""
+    snapshots = panel.snapshots()
+    blanks = [panel.journal.blanks_remaining(s.name) for s in snapshots]
+    seen = json.dumps([[asdict(s) for s in snapshots], blanks, panel.journal.storeroom_remaining(),
+                       panel.journal.count_by_state(),
+                       panel.journal.outbox_backlog(), panel.alerts.version, bool(panel.station.intake.online)],
+                      sort_keys=True, default=str)
     return hashlib.sha256(seen.encode()).hexdigest()[:16]
 
 
