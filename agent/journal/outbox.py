@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,12 +16,27 @@ from agent.journal.db import JournalDb, stamp, utcnow
 @dataclass(frozen=True)
 class OutboxMessage:
     id: int
-    kind: str  # outcome | release | telemetry | alert | morning-report: the upstream client knows where each goes
+    kind: str  # outcome | release | telemetry | alert | morning-report: the upstream client knows where each goes;
+    # or one of LOCAL_KINDS, for the station's own channels
     job_id: str | None
     idempotency_key: str
     body: dict
     tries: int
 
+
+# Kinds for the station's own channels, not for upstream (notify-webhook: agent/ops/notify_webhook.py).
+# They share the outbox's durability and keys, but by default every reader below leaves them out:
+# the upstream sender, its backlog and `route()` never see them.
+LOCAL_KINDS = frozenset({"notify-webhook"})
+
+
+def _kinds_clause(kinds: Collection[str] | None) -> tuple[str, list[str]]:
+    """SQL for `kinds` (None: every kind for upstream, i.e. all but LOCAL_KINDS)."""
+    chosen = sorted(LOCAL_KINDS if kinds is None else set(kinds))
+    marks = ", ".join("?" * len(chosen))
+    if kinds is None:
+        return f"kind NOT IN ({marks})", chosen
+    return (f"kind IN ({marks})", chosen) if chosen else ("0", [])
 
 
 class Outbox(JournalDb):
@@ -34,11 +50,14 @@ class Outbox(JournalDb):
         )
         self._queued = True
 
-    def outbox_next(self) -> OutboxMessage | None:
-        """The oldest undelivered message: delivery keeps the order in which things happened."""
+    def outbox_next(self, kinds: Collection[str] | None = None) -> OutboxMessage | None:
+        """The oldest undelivered message of `kinds` (None: any kind for upstream, none of LOCAL_KINDS):
+        delivery keeps the order in which things happened."""
+        where, args = _kinds_clause(kinds)
         with self._lock:
             row = self._db.execute(
-                "SELECT id, kind, job_id, idempotency_key, body, tries FROM outbox WHERE delivered_at IS NULL AND refused_at IS NULL ORDER BY id LIMIT 1"
+                "SELECT id, kind, job_id, idempotency_key, body, tries FROM outbox"
+                f" WHERE delivered_at IS NULL AND refused_at IS NULL AND {where} ORDER BY id LIMIT 1", args
             ).fetchone()
         if row is None:
             return None
@@ -69,15 +88,30 @@ class Outbox(JournalDb):
             db.execute("UPDATE outbox SET tries = tries + 1, last_error = ?, refused_at = ? WHERE id = ?",
                        (error[:500], now, message_id))
 
-    def outbox_backlog(self) -> int:
+    def outbox_backlog(self, kinds: Collection[str] | None = None) -> int:
+        """Undelivered messages of `kinds` (None: for upstream, as `outbox_next`)."""
+        where, args = _kinds_clause(kinds)
         with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL AND refused_at IS NULL").fetchone()[0]
+            return self._db.execute("SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL AND refused_at IS NULL"
+                                    f" AND {where}", args).fetchone()[0]
 
     def queue_report(self, kind: str, body: dict, key: str, at: datetime | None = None) -> None:
         """Queue a station report (e.g. the morning report) for upstream's telemetry endpoint."""
         now = stamp(at or utcnow())
         with self._tx() as db:
             self._enqueue(db, kind, f"{self.station}:{key}", body, now)
+
+    def queue_local(self, kind: str, body: dict, key: str, at: datetime | None = None) -> bool:
+        """Queue a message for one of the station's own channels (a kind of LOCAL_KINDS); False when
+        a message with this key is queued already."""
+        if kind not in LOCAL_KINDS:
+            raise ValueError(f"{kind!r} is not a local outbox kind")
+        now = stamp(at or utcnow())
+        with self._tx() as db:
+            added = db.execute(
+                "INSERT OR IGNORE INTO outbox(kind, idempotency_key, body, created_at) VALUES (?, ?, ?, ?)",
+                (kind, f"{self.station}:{key}", json.dumps(body, sort_keys=True), now)).rowcount
+        return bool(added)
 
     def outbox_summary(self) -> list[dict]:
         """Each outbox message's kind, job and delivery state, without its body."""
