@@ -19,6 +19,7 @@ from agent.upstream.intake import Intake, prefetch_for
 from agent.upstream.signature import AuthorityKeys
 from agent.journal import Journal, JournalError, stamp, utcnow
 from agent.ops.metrics import MetricsEndpoint, read_station
+from agent.ops.notify import Notifiers
 from agent.upstream.sender import OutboxSender
 from agent.station.worker import PrinterWorker
 from agent.station.render_ahead import RenderAhead
@@ -71,6 +72,8 @@ class Station:
         self.schedule = schedule_for(config.windows)
         self.calendar = calendar_for(config)  # the same windows, less the holidays: every stock forecast's
         self.control = ControlPanel(self)
+        self.notifiers = Notifiers.from_config(config.notify, config.language, config.station_id, self.journal)
+        self.control.alerts.listeners.append(self.notifiers)
         self.telemetry = TelemetryReporter(self.journal, self.printer_snapshots, config.stock, self.calendar)
         self.metrics = MetricsEndpoint(config.metrics, lambda: read_station(self)) if config.metrics else None
         self.web: WebServer | None = None
@@ -86,6 +89,7 @@ class Station:
         threads = [self._thread("intake", self.intake.run), self._thread("outbox", self.outbox.run),
                    self._thread("telemetry", self.telemetry.run)]
         threads += [self._thread(f"printer-{w.name}", w.run) for w in self.workers]
+        threads += [self._thread(name, loop) for name, loop in self.notifiers.loops()]  # stop with the others
         log.info("station-ready", station=self.config.station_id, printers=[w.name for w in self.workers],
                  journal=str(self.config.journal))
         for warning in self.config.warnings:
