@@ -22,6 +22,7 @@ from datetime import timezone
 import threading
 
 from agent.core.config import NotifyConfig
+from agent.core.local_time import local_time
 from agent.core.messages import word
 from agent.journal import Journal
 from agent.ops.alerts import ERROR, ActiveAlert
@@ -54,7 +55,7 @@ class Notice:
     code: str
     severity: str
     printer: str | None
-    since: str  # UTC, ISO 8601 with a Z
+    since: str  # UTC, ISO 8601 with a Z (the webhook's field); the mail shows local time
     count: int | None
     message: str
     remedy: str
@@ -86,7 +87,7 @@ class Notice:
             lines.append(f"{_label('printer', lang)}: {self.printer}")
         if self.count is not None:
             lines.append(f"{_label('count', lang)}: {self.count}")
-        lines.append(f"{_label('since', lang)}: {self.since}")
+        lines.append(f"{_label('since', lang)}: {local_time(self.since)}")  # the station's clock, as on the page
         lines.append(f"({self.code})")
         return "\n".join(lines) + "\n"
 
