@@ -160,7 +160,7 @@ def test_an_overnight_batch_through_a_jam_an_open_cover_and_an_outage_leaves_a_c
     for reason, n in report["spoiled_reasons"].items():  # in words, not codes
         assert f"{reason_words(reason, 'en')} {n}" in text and reason not in text
     for f in report["faults"]:
-        assert f"{f['printer']}: {fault_message(f['fault'], 'en')[0]} {local_time(f['started_at'])} +{f['seconds']} s" in text
+        assert f"{f['printer']}: {fault_message(f['fault'], 'en')[0]} {local_time(f['started_at'], 'en')} +{f['seconds']} s" in text
     for name, line in report["printers"].items():
         assert (f"printer {name}: printed {line['printed']}, spoiled {line['spoiled']}, blanks {line['blanks_left']}, "
                 f"ribbon {line['ribbon_left']}, forecast {line['blanks_forecast']['date']}") in text

@@ -256,7 +256,7 @@ def render_text(report: dict, lang: str) -> str:
     """The morning report for people, in `lang`."""
     t = lambda key: translate(f"report.{key}", lang, _REPORT_WORDS[key]["en" if lang == "en" else "id"])  # noqa: E731
     w = lambda key: word(key, lang)  # noqa: E731
-    lines = [f"{t('title')} {report['station']}: {local_time(report['started_at'])} - {local_time(report['ended_at'])} "
+    lines = [f"{t('title')} {report['station']}: {local_time(report['started_at'], lang)} - {local_time(report['ended_at'], lang)} "
              f"({t('ended')} {reason_words(report['ended_because'], lang)})",
              f"{w('printed')} {report['printed']}"
              + (f" {t('of-target')} {report['target']}" if report.get("target") else "")
@@ -269,7 +269,7 @@ def render_text(report: dict, lang: str) -> str:
     lines.append(f"{t('faults')}:" + ("" if report["faults"] else f" {t('none')}"))
     for span in report["faults"]:
         message, _ = fault_message(span["fault"], lang)
-        lines.append(f"  {span['printer']}: {message} {local_time(span['started_at'])} +{span['seconds']} {t('seconds')}")
+        lines.append(f"  {span['printer']}: {message} {local_time(span['started_at'], lang)} +{span['seconds']} {t('seconds')}")
     for name, p in report["printers"].items():
         fc = p.get("blanks_forecast") or {}
         lines.append(f"{w('printer')} {name}: {w('printed')} {p['printed']}, {w('spoiled')} {p['spoiled']}, "

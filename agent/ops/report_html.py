@@ -6,6 +6,7 @@ no personal data (the report holds counts, printer names and reason codes only).
 
 from __future__ import annotations
 
+from datetime import datetime
 from html import escape
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from markupsafe import Markup
 from agent.core.catalog import translate
 from agent.core.messages import fault_message, word
 from agent.ops.reason_words import reason_words
-from agent.core.local_time import local_date, local_time
+from agent.core.local_time import local_date, local_number, local_time
 
 _ENV = Environment(loader=FileSystemLoader(str(Path(__file__).with_name("templates"))),
                    autoescape=select_autoescape(["html"]))
@@ -65,8 +66,11 @@ def _bars(rows: list[tuple[str, float]], unit: str = "", width: int = 560, bar_h
 
 
 def _hour_label(stamp: str) -> str:
-    local = local_time(stamp)  # dd-mm-YYYY HH:MM ZONE
-    return local[11:13] + ":00" if len(local) >= 13 else stamp
+    """The local hour a card came out in ("22:00"), the chart's label."""
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone().strftime("%H:00")
+    except ValueError:
+        return stamp
 
 
 def render_html(report: dict, lang: str, printed_at: list[str] | None = None) -> str:
@@ -82,26 +86,27 @@ def render_html(report: dict, lang: str, printed_at: list[str] | None = None) ->
         message, remedy = fault_message(span["fault"], lang)
         minutes = round((span.get("seconds") or 0.0) / 60.0, 1)
         faults.append({"printer": span["printer"], "message": message, "remedy": remedy,
-                       "started": local_time(span["started_at"]), "minutes": minutes,
+                       "started": local_time(span["started_at"], lang), "minutes": minutes,
                        "open": span.get("ended_at") is None})
     printers = []
     for name, p in report["printers"].items():
         printers.append({"name": name, "printed": p["printed"], "spoiled": p["spoiled"], "blanks": p["blanks_left"],
                          "ribbon": "?" if p.get("ribbon_left") is None else p["ribbon_left"],
-                         "runs_out": local_date((p.get("blanks_forecast") or {}).get("date"))})
+                         "runs_out": local_date((p.get("blanks_forecast") or {}).get("date"), lang)})
     stock = report.get("stock") or {}
     office = (stock.get("office") or {}).get("run_out") or {}
     target = report.get("target")
-    summary = (_t("printed-of", lang, printed=report["printed"], target=target) if target
-               else _t("printed-n", lang, printed=report["printed"]))
+    summary = (_t("printed-of", lang, printed=local_number(report["printed"], lang), target=local_number(target, lang)) if target
+               else _t("printed-n", lang, printed=local_number(report["printed"], lang)))
     return _ENV.get_template("report.html").render(
         lang=lang, t=lambda key, **v: _t(key, lang, **v), w=lambda key: word(key, lang),
-        station=report["station"], started=local_time(report["started_at"]), ended=local_time(report["ended_at"]),
+        n=lambda value: local_number(value, lang),
+        station=report["station"], started=local_time(report["started_at"], lang), ended=local_time(report["ended_at"], lang),
         because=reason_words(report["ended_because"], lang), summary=summary,
-        spoiled=_t("spoiled-n", lang, spoiled=report["spoiled"]),
+        spoiled=_t("spoiled-n", lang, spoiled=local_number(report["spoiled"], lang)),
         interrupted=_t("interrupted-n", lang, n=report["interrupted"]) if report.get("interrupted") else "",
         per_hour=_bars(sorted(per_hour.items())), reasons=_bars(reasons), reason_rows=reasons,
         fault_chart=_bars([(f"{f['printer']}: {f['message']}", f["minutes"]) for f in faults], _t("minutes", lang)),
         faults=faults, printers=printers, stock_chart=_bars([(p["name"], float(p["blanks"] or 0)) for p in printers]),
-        storeroom=stock.get("storeroom"), hoppers=stock.get("hoppers"), office_runs_out=local_date(office.get("date")),
+        storeroom=stock.get("storeroom"), hoppers=stock.get("hoppers"), office_runs_out=local_date(office.get("date"), lang),
         outbox=report["outbox_backlog"])

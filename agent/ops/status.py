@@ -110,10 +110,10 @@ def from_journal(journal: Journal, station: str, printers: list[str], now: datet
 def render_text(status: dict, lang: str) -> str:
     """The status screen for people, in `lang`: one block a printer, what is wrong and what to do."""
     w = lambda key: word(key, lang)  # noqa: E731 - a short alias keeps the lines readable
-    lines = [f"{status['station']}  ({w('source-' + status['source'])}, {local_time(status['at'])})"]
+    lines = [f"{status['station']}  ({w('source-' + status['source'])}, {local_time(status['at'], lang)})"]
     window = status["window"]
     if window.get("open") is not None:
-        opens = f" -> {local_time(window['opens_at'])}" if window.get("opens_at") else ""
+        opens = f" -> {local_time(window['opens_at'], lang)}" if window.get("opens_at") else ""
         lines.append(f"{w('window')}: {w('open' if window['open'] else 'closed')}{opens}")
     for p in status["printers"]:
         ribbon = "?" if p["ribbon_left"] is None else p["ribbon_left"]
@@ -123,7 +123,7 @@ def render_text(status: dict, lang: str) -> str:
         lines.append(f"  {w('blanks')} {p['blanks']}, {w('ribbon')} {ribbon}, "
                      f"{w('printed')} {p['printed_today']}, {w('spoiled')} {p['spoiled_today']}")
         if p.get("blanks_forecast") and p["blanks_forecast"].get("date"):
-            lines.append(f"  {w('forecast')}: {w('blanks')} -> {local_date(p['blanks_forecast']['date'])}")
+            lines.append(f"  {w('forecast')}: {w('blanks')} -> {local_date(p['blanks_forecast']['date'], lang)}")
         codes = [*p["faults"], *[r for r in p["reasons"] if r in ("paused", "draining", "outside-print-window",
                                                                    "reader-unavailable")]]
         if p.get("blanks_low"):
@@ -142,7 +142,7 @@ def render_text(status: dict, lang: str) -> str:
         office = stock["office"]
         run_out = office["run_out"]
         lines.append(f"{w('office-stock')}: {w('storeroom')} {stock['storeroom']}, {w('hoppers')} {stock['hoppers']}"
-                     + (f" -> {local_date(run_out['date'])} ({run_out['print_days']} {w('print-days')})"
+                     + (f" -> {local_date(run_out['date'], lang)} ({run_out['print_days']} {w('print-days')})"
                         if run_out.get("date") else ""))
         if office["low"]:
             message, remedy = fault_message("office-stock-low", lang)

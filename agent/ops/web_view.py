@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from agent.core.local_time import local_date, local_time
+from agent.core.local_time import local_date, local_number, local_time
 from agent.core.messages import fault_message, word
 
 # Printer reasons worth a line of their own on the page (the faults have theirs).
@@ -64,6 +64,9 @@ class PageView:
     def w(self, key: str) -> str:
         return word(key, self.lang)
 
+    def n(self, value: int | float | None) -> str:
+        return local_number(value, self.lang)
+
 
 def page_view(status: dict, alerts: list[dict], lang: str, *, offline_since: str | None, failed: int,
               held: list[dict] | None = None) -> PageView:
@@ -79,19 +82,19 @@ def page_view(status: dict, alerts: list[dict], lang: str, *, offline_since: str
             safe = p["state"] != "processing"
         printers.append(PrinterView(
             name=p["name"], state=p["state"], state_words=word(p["state"], lang), paused=p["paused"],
-            problems=problems, blanks=p["blanks"], ribbon_left="?" if p["ribbon_left"] is None else str(p["ribbon_left"]),
-            runs_out=local_date(forecast.get("date")), printed_today=p["printed_today"],
+            problems=problems, blanks=p["blanks"], ribbon_left=local_number(p["ribbon_left"], lang),
+            runs_out=local_date(forecast.get("date"), lang), printed_today=p["printed_today"],
             spoiled_today=p["spoiled_today"], safe_to_open=safe))
     stock = status.get("stock") or {}
     office = stock.get("office") or {}
     queue = status["queue"]
     return PageView(
-        lang=lang, station=status["station"], updated=local_time(status["at"]),
-        upstream_online=status["upstream"] == "online", offline_since=local_time(offline_since),
+        lang=lang, station=status["station"], updated=local_time(status["at"], lang),
+        upstream_online=status["upstream"] == "online", offline_since=local_time(offline_since, lang),
         printers=printers, storeroom=stock.get("storeroom"), hoppers=stock.get("hoppers"),
-        office_runs_out=local_date((office.get("run_out") or {}).get("date")),
+        office_runs_out=local_date((office.get("run_out") or {}).get("date"), lang),
         jobs={"waiting": queue["waiting"], "in-printer": queue["in_printer"], "held": queue["held"], "failed": failed},
-        alerts=[AlertView(a["key"], a["severity"], a["printer"], a["message"], a["remedy"], local_time(a["since"]),
+        alerts=[AlertView(a["key"], a["severity"], a["printer"], a["message"], a["remedy"], local_time(a["since"], lang),
                           a["count"], a["acknowledged"]) for a in alerts],
-        held=[{"job_id": h["job_id"], "since": local_time(h["since"]), "why": h["reason"] or ""} for h in held or []],
+        held=[{"job_id": h["job_id"], "since": local_time(h["since"], lang), "why": h["reason"] or ""} for h in held or []],
     )
