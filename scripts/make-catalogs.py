@@ -24,7 +24,7 @@ LANGS = ("id", "en")
 def texts() -> dict[str, dict[str, str]]:
     """Every key with its text in each language, from the code's tables."""
     from agent.core import messages
-    from agent.ops import batch, reason_words, report_html
+    from agent.ops import batch, hopper_words, reason_words, report_html
     from drivers import faults
 
     found: dict[str, dict[str, str]] = {}
@@ -42,6 +42,8 @@ def texts() -> dict[str, dict[str, str]]:
         found[f"report.{key}"] = dict(by_lang)
     for key, by_lang in report_html._WORDS.items():
         found[f"report-page.{key}"] = dict(by_lang)
+    for key, by_lang in hopper_words._TEXTS.items():
+        found[f"hopper.{key}"] = dict(by_lang)
     return found
 
 

@@ -62,6 +62,8 @@ def test_reconcile_agrees_after_printing_and_names_an_unrecorded_difference(pcsc
         agrees = rig.hopper("reconcile", "--json")
         rig.hopper("adjust", "--printer", "p1", "--quantity", "-3", "--reason", "counted short", "--who", "siti")
         disagrees = rig.hopper("reconcile")
+        rig.write_config(station={"language": "id"})
+        in_indonesian = rig.hopper("reconcile")
     good = json.loads(agrees.stdout)
     assert agrees.returncode == 0 and good["agrees"], agrees.stdout
     assert good["printers"][0]["asked"] and good["printers"][0]["card_counter"] == 2
@@ -69,6 +71,10 @@ def test_reconcile_agrees_after_printing_and_names_an_unrecorded_difference(pcsc
     assert disagrees.returncode == 1, disagrees.stdout
     assert "lot LOT-1: loaded 5, adjusted -3, printed 2, spoiled 0, in the printer 0, remaining 0" in disagrees.stdout
     assert "DISAGREES p1: the feeder holds blanks the ledger does not count" in disagrees.stdout
+    assert in_indonesian.returncode == 1, in_indonesian.stdout
+    assert "lot LOT-1: dimasukkan 5, dikoreksi -3, tercetak 2, rusak 0" in in_indonesian.stdout
+    assert "TIDAK COCOK p1: feeder berisi blangko yang tidak ada di catatan. Lakukan: hitung blangko" in in_indonesian.stdout
+    assert "the" not in in_indonesian.stdout.split(), "no English word on an Indonesian station's screen"
 
 
 def test_reconcile_while_the_service_runs_asks_the_printers_through_it(pcscd, tmp_path):

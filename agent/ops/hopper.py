@@ -13,12 +13,13 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agent.core.config import ConfigError, PrinterConfig, StationConfig, load_config
 from agent.journal import Journal, JournalError, StoreroomShort
+from agent.ops.hopper_words import text
 
 
 @dataclass(frozen=True)
@@ -35,10 +36,31 @@ class PrinterEvidence:
 
 @dataclass(frozen=True)
 class Disagreement:
+    """The ledger and a printer (or the ledger and itself) disagree: what (`what_key` and its
+    `values`, agent/ops/hopper_words.py) and what to do (`remedy_key`)."""
+
     printer: str
     lot: str | None
-    what: str
-    remedy: str
+    what_key: str
+    remedy_key: str
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def what_in(self, lang: str) -> str:
+        return text(self.what_key, lang, **self.values)
+
+    def remedy_in(self, lang: str) -> str:
+        return text(self.remedy_key, lang)
+
+    @property
+    def what(self) -> str:  # English: `--json` and the discrepancy records
+        return self.what_in("en")
+
+    @property
+    def remedy(self) -> str:
+        return self.remedy_in("en")
+
+    def as_json(self) -> dict[str, Any]:
+        return {"printer": self.printer, "lot": self.lot, "what": self.what, "remedy": self.remedy}
 
 
 @dataclass
@@ -93,29 +115,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
 
-_TEXTS = {
-    "loaded": {"id": "{printer}: {quantity} blangko lot {lot} dimasukkan ke hopper; {remaining} di hopper, "
-                     "{storeroom} lot ini di gudang",
-               "en": "{printer}: {quantity} blanks of lot {lot} loaded; {remaining} in the hopper, "
-                     "{storeroom} of this lot in the storeroom"},
-    "adjusted": {"id": "{printer}: dikoreksi {quantity:+d} ({reason}); {remaining} di hopper menurut catatan",
-                 "en": "{printer}: adjusted by {quantity:+d} ({reason}); {remaining} in the hopper by the ledger"},
-    "short": {"id": "gudang hanya menyimpan {held} blangko lot {lot}, kurang dari {wanted} yang akan dimasukkan; "
-                    "catat dulu kirimannya: printstation stock receive --lot {lot} --count N",
-              "en": "the storeroom holds {held} blanks of lot {lot}, fewer than the {wanted} to load; "
-                    "record the delivery first: printstation stock receive --lot {lot} --count N"},
-    "agree": {"id": "catatan dan semua printer cocok", "en": "the ledger and every printer agree"},
-    "not-asked": {"id": "{printer}: tidak dapat ditanya ({why}); tidak bisa dinyatakan cocok",
-                  "en": "{printer}: could not be asked ({why}); it cannot be called in agreement"},
-    "disagrees": {"id": "TIDAK COCOK {where}: {what}. Lakukan: {remedy}",
-                  "en": "DISAGREES {where}: {what}. Do: {remedy}"},
-    "says": {"id": "{printer}: penghitung kartu {counter}, feeder {feeder}, {inside}; catatan {remaining}",
-             "en": "{printer}: card counter {counter}, feeder {feeder}, {inside}; ledger {remaining}"},
-}
-
-
-def text(key: str, lang: str, **values: Any) -> str:
-    return _TEXTS[key]["en" if lang == "en" else "id"].format(**values)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -165,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"agree": result.agrees, "printers": result.printer_verdicts(),
                           "agrees": result.agrees, "lots": result.lots,
-                          "disagreements": [asdict(d) for d in result.disagreements]}))
+                          "disagreements": [d.as_json() for d in result.disagreements]}))
     else:
         _show(result, lang)
     return 0 if result.agrees else 1
@@ -196,10 +195,9 @@ def reconcile(config: StationConfig, journal: Journal, ask: Ask | None = None) -
         accounted = lot["printed"] + lot["spoiled"] + lot["in_printer"] + lot["remaining"]
         if not lot["balanced"]:
             result.disagreements.append(Disagreement(
-                lot["printer"], lot["lot"],
-                f"loaded {lot['loaded']} + adjusted {lot['adjusted']} != printed {lot['printed']} + spoiled "
-                f"{lot['spoiled']} + in the printer {lot['in_printer']} + remaining {lot['remaining']} ({accounted})",
-                "the journal is inconsistent: keep the journal file and call support"))
+                lot["printer"], lot["lot"], "lot-sums", "do-call-support",
+                {k: lot[k] for k in ("loaded", "adjusted", "printed", "spoiled", "in_printer", "remaining")}
+                | {"accounted": accounted}))
     # A lot below zero while the printer's hopper as a whole is not is a card counted against the
     # wrong lot (blanks put in before their load was recorded); only the printer's total can be short.
     totals: dict[str, int] = {}
@@ -208,8 +206,7 @@ def reconcile(config: StationConfig, journal: Journal, ask: Ask | None = None) -
     for printer, total in totals.items():
         if total < 0:
             result.disagreements.append(Disagreement(
-                printer, None, f"{-total} more blanks fed than loaded",
-                "count the blanks in the hopper, then printstation hopper adjust"))
+                printer, None, "fed-more-than-loaded", "do-count-and-adjust", {"count": -total}))
     for evidence in result.printers:
         result.ledger_remaining[evidence.printer] = journal.blanks_remaining(evidence.printer)
         if evidence.asked:
@@ -277,43 +274,37 @@ def against_printer(journal: Journal, evidence: PrinterEvidence) -> list[Disagre
     name = evidence.printer
     remaining = journal.blanks_remaining(name)
     if evidence.feeder_empty and remaining > 0:
-        found.append(Disagreement(name, None, f"the feeder is empty but the ledger counts {remaining} blanks",
-                                  "count the blanks in the hopper, then printstation hopper adjust"))
+        found.append(Disagreement(name, None, "feeder-empty-ledger-not", "do-count-and-adjust",
+                                  {"remaining": remaining}))
         journal.record_discrepancy(name, "feeder-empty-ledger-not", remaining, "the feeder is empty")
     if evidence.feeder_empty is False and remaining <= 0:
-        found.append(Disagreement(name, None, "the feeder holds blanks the ledger does not count",
-                                  "count the blanks in the hopper, then printstation hopper adjust"))
+        found.append(Disagreement(name, None, "feeder-has-blanks-ledger-empty", "do-count-and-adjust"))
         journal.record_discrepancy(name, "feeder-has-blanks-ledger-empty", remaining, "the feeder has blanks")
     in_printer = journal.cards_in_printer(name)
     if evidence.card_inside is not None and evidence.card_inside != (in_printer > 0):
-        found.append(Disagreement(
-            name, None, f"the printer {'holds' if evidence.card_inside else 'holds no'} card; the journal expects "
-            f"{in_printer}", "start the service: it resolves the card from the printer's evidence"))
+        found.append(Disagreement(name, None, "card-inside-unexpected" if evidence.card_inside else "card-missing",
+                                  "do-start-service", {"in_printer": in_printer}))
     expected = journal.expected_card_counter(name)
     if expected is not None and evidence.card_counter is not None and evidence.card_counter != expected:
         diff = evidence.card_counter - expected
-        what = (f"the printer counted {diff} card(s) the journal did not feed (test cards, another program)"
-                if diff > 0 else f"the printer's card counter is {-diff} below the journal's (printer reset or replaced?)")
-        found.append(Disagreement(name, None, what, "check the printer's history and record an adjustment"))
+        found.append(Disagreement(name, None, "counter-above" if diff > 0 else "counter-below", "do-check-history",
+                                  {"count": abs(diff)}))
     return found
 
 
 def _show(result: Reconciliation, lang: str) -> None:
     for lot in result.lots:
-        print(f"{lot['printer']} lot {lot['lot']}: loaded {lot['loaded']}, adjusted {lot['adjusted']:+d}, "
-              f"printed {lot['printed']}, spoiled {lot['spoiled']}, in the printer {lot['in_printer']}, "
-              f"remaining {lot['remaining']}")
-    en = lang == "en"
+        print(text("lot-line", lang, **lot))
     for p in result.printers:
         if p.asked:
-            feeder = ("empty" if en else "kosong") if p.feeder_empty else ("has blanks" if en else "berisi blangko")
-            inside = ("a card inside" if en else "ada kartu di dalam") if p.card_inside else (
-                "no card inside" if en else "tidak ada kartu di dalam")
+            feeder = text("feeder-empty" if p.feeder_empty else "feeder-has-blanks", lang)
+            inside = text("card-inside" if p.card_inside else "no-card-inside", lang)
             print(text("says", lang, printer=p.printer, counter=p.card_counter, feeder=feeder, inside=inside,
                        remaining=result.ledger_remaining.get(p.printer)))
         else:
             print(text("not-asked", lang, printer=p.printer, why=p.not_asked_because))
     for d in result.disagreements:
-        print(text("disagrees", lang, where=d.printer + (f" lot {d.lot}" if d.lot else ""), what=d.what, remedy=d.remedy))
+        print(text("disagrees", lang, where=d.printer + (f" lot {d.lot}" if d.lot else ""), what=d.what_in(lang),
+                   remedy=d.remedy_in(lang)))
     if result.agrees:
         print(text("agree", lang))

@@ -210,7 +210,7 @@ class _Month:
         evidence = PrinterEvidence(printer, asked=True, feeder_empty=True, card_counter=None, card_inside=False)
         result = reconcile(self.config, self.journal, lambda p: evidence if p.name == printer else
                            PrinterEvidence(p.name, asked=False, not_asked_because="not asked"))
-        found = [d for d in result.disagreements if d.printer == printer and "feeder is empty" in d.what]
+        found = [d for d in result.disagreements if d.printer == printer and d.what_key == "feeder-empty-ledger-not"]
         if found:
             self.figures.discrepancies_found += 1
             counted = self.physical[printer]  # 0: she finds the hopper empty
