@@ -32,19 +32,8 @@ from agent.ops.notify_webhook import WebhookNotifier
 
 Loop = Callable[[threading.Event], None]
 
-_LABELS = {
-    ERROR: {"id": "GANGGUAN", "en": "ERROR"},
-    "warning": {"id": "PERINGATAN", "en": "WARNING"},
-    "station": {"id": "Stasiun", "en": "Station"},
-    "printer": {"id": "Printer", "en": "Printer"},
-    "since": {"id": "Sejak", "en": "Since"},
-    "count": {"id": "Jumlah", "en": "Count"},
-}
-
-
 def _label(key: str, lang: str) -> str:
-    entry = _LABELS[key]
-    return entry.get(lang, entry["en"])
+    return word(key, lang).capitalize()
 
 
 @dataclass(frozen=True)
@@ -75,7 +64,7 @@ class Notice:
     @property
     def subject(self) -> str:
         where = f" ({self.printer})" if self.printer else ""
-        return f"[{self.station}] {_label(self.severity if self.severity in _LABELS else 'warning', self.language)}: " \
+        return f"[{self.station}] {word('severity-error' if self.severity == ERROR else 'severity-warning', self.language)}: " \
                f"{self.message}{where}"
 
     @property
@@ -87,7 +76,7 @@ class Notice:
             lines.append(f"{_label('printer', lang)}: {self.printer}")
         if self.count is not None:
             lines.append(f"{_label('count', lang)}: {self.count}")
-        lines.append(f"{_label('since', lang)}: {local_time(self.since)}")  # the station's clock, as on the page
+        lines.append(f"{_label('since', lang)}: {local_time(self.since, lang)}")  # the station's clock, as on the page
         lines.append(f"({self.code})")
         return "\n".join(lines) + "\n"
 
