@@ -29,7 +29,7 @@ def _run(args: argparse.Namespace) -> int:
     return station.run()
 
 
-EXIT_BAD_CONFIG = 2  # as for a wrong command line (argparse); scripts rely on it
+EXIT_BAD_CONFIG = 78  # EX_CONFIG (sysexits.h); the unit's RestartPreventExitStatus names it
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:

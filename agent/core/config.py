@@ -10,13 +10,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from agent.chip.registry import PROFILES
+from agent.core.config_schema import schema_problems
 from agent.core.limits import DEFAULT_LIMITS, JobLimits
-from agent.core.listen import ListenAddress, parse_listen
+from agent.core.listen import ListenAddress, parse_listen, valid_host
 from agent.core.print_windows import BusyPeriod, PrintWindow, WindowError, parse_window
 from drivers.evolis.printer import RIBBONS
+from drivers.link.base import DEFAULT_BAUD
+from drivers.link.url import LinkAddress, parse_link
 
 # The daemon's control socket (`printstation status` and friends); systemd's RuntimeDirectory.
 DEFAULT_CONTROL_SOCKET = Path("/run/printstation/control.sock")
@@ -139,10 +142,12 @@ class _Reader:
         self.collect = collect
         self.problems: list[ConfigError] = []
         self.warnings: list[str] = []  # allowed, but worth a person's look (`config check` shows them)
+        self.reported: set[str] = set()  # one mistake a key: the first found (the schema's) is the one named
 
     def line_of(self, key: str) -> int | None:
         """The line where `key` (e.g. "upstream.token", "printers[1].link") is set, if it can be found."""
         table, _, leaf = key.rpartition(".")
+        leaf = re.sub(r"\[\d+\]$", "", leaf)  # "smtp_to[1]": the line of smtp_to
         start = 0
         if table:
             m = re.fullmatch(r"(.+)\[(\d+)\]", table)
@@ -161,6 +166,9 @@ class _Reader:
 
     def fail(self, key: str, problem: str, fix: str) -> None:
         """Note a mistake: raise it at once, or (collecting) keep it and let checking go on."""
+        if key in self.reported:
+            return
+        self.reported.add(key)
         line = self.line_of(key)
         where = f"{self.path}:{line}" if line else str(self.path)
         error = ConfigError(f"{where}: {key} {problem}. Fix: {fix}")
@@ -184,9 +192,15 @@ class _Reader:
             return default
         value = table[key]
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            self.fail(full, f"has the wrong type ({type(value).__name__})", fix or "see systemd/station.example.toml")
+            wanted = " or ".join(_TYPE_WORDS.get(k, k.__name__) for k in (kind if isinstance(kind, tuple) else (kind,)))
+            self.fail(full, f"is {_TYPE_WORDS.get(type(value), type(value).__name__)}, but must be {wanted}",
+                      fix or "see systemd/station.example.toml")
             return default if default is not ... else _placeholder(kind)
         return value
+
+
+_TYPE_WORDS: dict[type, str] = {str: "text", bool: "true or false", int: "a whole number", float: "a number",
+                               list: "a list", dict: "a table"}
 
 
 def _ribbon(r: _Reader, entry: dict, where: str) -> str:
@@ -235,6 +249,52 @@ def _token(r: _Reader, upstream: dict, resolve: Callable[[str], Path], *, option
     return token
 
 
+def _web_url(r: _Reader, key: str, url: str, fix: str) -> None:
+    """An http(s) URL with a host name or address and, if given, a port from 1 to 65535."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        r.fail(key, f"is not an http(s) URL ({url!r})", fix)
+        return
+    try:
+        port = parts.port
+    except ValueError:
+        r.fail(key, f"has a port outside 1 to 65535 ({url!r})", f"use the server's port, 1 to 65535; {fix}")
+        return
+    if port == 0:
+        r.fail(key, f"has port 0 ({url!r})", f"use the server's port, 1 to 65535; {fix}")
+    elif not valid_host(parts.hostname or ""):
+        r.fail(key, f"has host {parts.hostname or ''!r}, which is neither an IP address nor a host name",
+               f"write the server's name without spaces or other signs; {fix}")
+
+
+def _link(r: _Reader, entry: dict, where: str) -> str:
+    link = r.get(entry, "link", where, str, fix="e.g. link = \"serial:///dev/ttyUSB0?baud=115200\"")
+    if link:
+        try:
+            parse_link(link)
+        except ValueError as exc:
+            fix = (f'link = "serial://{link}?baud={DEFAULT_BAUD}"' if link.startswith("/dev/") else
+                   'write it as serial:///dev/ttyUSB0?baud=115200 or usb://VID:PID?serial=... (docs/PRINTERS.md)')
+            r.fail(f"{where}.link", str(exc).removeprefix(f"{link}: ").join(("cannot be read (", ")")), fix)
+    return link
+
+
+def _present(r: _Reader, presence: Presence, where: str, printer: PrinterConfig) -> None:
+    try:
+        address = parse_link(printer.link)
+    except ValueError:
+        address = None  # named as a mistake already
+    why = presence.link(address) if address is not None else None
+    if why:
+        r.warn(f"{where}.link", why, "plug the printer in and switch it on, or correct the link "
+               "(`printstation diagnose` lists the printers this machine sees)")
+    missing = presence.reader(printer.reader) if printer.reader else None
+    if missing:
+        r.warn(f"{where}.reader", *missing)
+
+
 def _loopback(url: str) -> bool:
     from urllib.parse import urlsplit
 
@@ -253,6 +313,16 @@ def _placeholder(kind: type | tuple[type, ...]) -> Any:
     return first()
 
 
+class Presence(Protocol):
+    """What is attached to this machine now (`config check` asks; `run` waits for devices instead)."""
+
+    def link(self, address: LinkAddress) -> str | None:
+        """Why the printer at `address` is not there ("names /dev/ttyUSB9, not on this machine"), or None."""
+
+    def reader(self, name: str) -> tuple[str, str] | None:
+        """Why PC/SC lists no reader `name` and what to do, or None."""
+
+
 def load_config(path: Path | str) -> StationConfig:
     """Read and check a configuration file; raises ConfigError naming what is wrong and where."""
     return _load(Path(path), collect=False)[0]
@@ -263,16 +333,18 @@ def check_config(path: Path | str) -> list[ConfigError]:
     return check_config_report(path)[0]
 
 
-def check_config_report(path: Path | str) -> tuple[list[ConfigError], list[str]]:
-    """Every mistake in a configuration file, and every warning (allowed, but risky)."""
+def check_config_report(path: Path | str, presence: Presence | None = None) -> tuple[list[ConfigError], list[str]]:
+    """Every mistake in a configuration file, and every warning (allowed, but risky); with `presence`,
+    also each printer and reader that is not attached now (a warning: it may be plugged in later)."""
     try:
-        _config, problems, warnings = _load(Path(path), collect=True)
+        _config, problems, warnings = _load(Path(path), collect=True, presence=presence)
     except ConfigError as exc:  # unreadable, or not TOML: nothing further can be checked
         return [exc], []
     return problems, warnings
 
 
-def _load(path: Path, *, collect: bool) -> tuple[StationConfig, list[ConfigError], list[str]]:
+def _load(path: Path, *, collect: bool, presence: Presence | None = None,
+          ) -> tuple[StationConfig, list[ConfigError], list[str]]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -284,6 +356,8 @@ def _load(path: Path, *, collect: bool) -> tuple[StationConfig, list[ConfigError
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}. Fix: correct the syntax at that line") from None
     r = _Reader(path, text, collect=collect)
+    for found in schema_problems(data):
+        r.fail(found.key, found.problem, found.fix)
     base = path.parent
 
     def resolve(value: str) -> Path:
@@ -299,8 +373,8 @@ def _load(path: Path, *, collect: bool) -> tuple[StationConfig, list[ConfigError
         r.fail("printers", "is empty", "add one [[printers]] table per printer (name, link, reader)")
 
     url = r.get(upstream, "url", "upstream", str)
-    if url and not re.match(r"^https?://", url):
-        r.fail("upstream.url", f"is not an http(s) URL ({url!r})", "write it as https://host:port")
+    if url:
+        _web_url(r, "upstream.url", url, "write it as https://host:port, e.g. https://issuance.example.go.id")
     if isinstance(upstream.get("token"), str) and path.stat().st_mode & 0o077:
         r.warn("upstream.token", f"is in a file others can read (mode {oct(path.stat().st_mode & 0o777)})",
                f"chmod 600 {path}, or move the token to token_file or a systemd credential")
@@ -345,11 +419,14 @@ def _load(path: Path, *, collect: bool) -> tuple[StationConfig, list[ConfigError
             continue
         printers.append(PrinterConfig(
             name=r.get(entry, "name", where, str),
-            link=r.get(entry, "link", where, str, fix="e.g. link = \"serial:///dev/ttyUSB0?baud=115200\""),
+            link=_link(r, entry, where),
             reader=r.get(entry, "reader", where, str, fix="the PC/SC name of the printer's encoder reader"),
             ribbon=_ribbon(r, entry, where),
             contrast=_contrast(r, entry, where),
         ))
+    for i, printer in enumerate(printers):
+        if presence is not None:
+            _present(r, presence, f"printers[{i}]", printer)
     names = [p.name for p in printers]
     if len(set(names)) != len(names):
         r.fail("printers.name", "repeats a printer name", "give every printer its own name")
@@ -433,7 +510,18 @@ def _load(path: Path, *, collect: bool) -> tuple[StationConfig, list[ConfigError
         repeat_after_s=float(r.get(notify_table, "repeat_after_s", "notify", (int, float), default=3600.0)),
     )
     if not 0 < notify.smtp_port < 65536:
-        r.fail("notify.smtp_port", f"is {notify.smtp_port}", "use the mail server's port, e.g. smtp_port = 25")
+        r.fail("notify.smtp_port", f"is {notify.smtp_port}, outside 1 to 65535", "use the mail server's port, e.g. smtp_port = 25")
+    if notify.webhook_url:
+        _web_url(r, "notify.webhook_url", notify.webhook_url, "write it as https://host/path")
+    if notify.smtp_host and not valid_host(notify.smtp_host):
+        r.fail("notify.smtp_host", f"is {notify.smtp_host!r}, neither an IP address nor a host name",
+               'write the mail server\'s name, e.g. smtp_host = "mail.example.go.id"')
+    for i, address in enumerate(notify.smtp_to):
+        if not isinstance(address, str) or address.count("@") != 1 or not valid_host(address.partition("@")[2]):
+            r.fail(f"notify.smtp_to[{i}]", f"is {address!r}, not an e-mail address",
+                   'write each as "name@example.go.id"')
+    if notify.smtp_to and not notify.smtp_host:
+        r.fail("notify.smtp_to", "has addresses but no smtp_host to send through", "add smtp_host (the mail server)")
     # TLS: the server's CA (else the system store) and the station's client certificate and key.
     tls_files: dict[str, Path | None] = {}
     for key in ("ca_file", "client_cert", "client_key"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 
@@ -27,7 +28,25 @@ def parse_listen(text: str) -> ListenAddress:
     Raises ValueError with what is wrong; the configuration adds the line and a fix.
     """
     m = _LISTEN.fullmatch(text.strip())
-    if m is None or not 0 <= int(m.group("port")) < 65536:
+    if m is None:
         raise ValueError(f"is {text!r}, not HOST:PORT")
+    if not 0 <= int(m.group("port")) < 65536:
+        raise ValueError(f"has port {m.group('port')}, outside 1 to 65535 (0: any free port)")
     host = (m.group("host") or LOOPBACK).strip("[]")
+    if not valid_host(host):
+        raise ValueError(f"has host {host!r}, which is neither an IP address nor a host name")
     return ListenAddress(host, int(m.group("port")))
+
+
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
+
+
+def valid_host(host: str) -> bool:
+    """An IP address (v4 or v6) or a host name of dot-separated labels (letters, digits, hyphens)."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    name = host.removesuffix(".")
+    return 0 < len(name) <= 253 and all(_LABEL.fullmatch(label) for label in name.split("."))

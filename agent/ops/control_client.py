@@ -276,8 +276,9 @@ def _diagnose(args: argparse.Namespace, config) -> int:
 
 def _config_check(args: argparse.Namespace) -> int:
     from agent.core.config import check_config_report
+    from agent.ops.config_presence import MachinePresence
 
-    problems, warnings = check_config_report(args.file)
+    problems, warnings = check_config_report(args.file, MachinePresence())
     result = {"file": str(args.file), "ok": not problems,
               "errors": [{"line": p.line, "message": str(p)} for p in problems], "warnings": warnings}
     text = "\n".join([*(str(p) for p in problems), *(f"warning: {w}" for w in warnings)]

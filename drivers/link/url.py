@@ -9,10 +9,39 @@ The base module (drivers/link/base.py) knows no implementation; this table knows
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 from drivers.link.base import DEFAULT_BAUD, Link, SerialLink, Trace
+
+
+@dataclass(frozen=True)
+class LinkAddress:
+    """A printer link URL, read but not opened: which device, and how."""
+
+    scheme: str                       # "serial" or "usb"
+    path: str | None = None           # serial: the device, e.g. /dev/ttyUSB0
+    baud: int = DEFAULT_BAUD          # serial
+    vendor_id: int | None = None      # usb
+    product_id: int | None = None     # usb, optional
+    serial: str | None = None         # usb: the printer's serial string, optional
+    relay: Path | None = None         # usb: a relay socket given in the URL
+
+
+def parse_link(url: str) -> LinkAddress:
+    """Read a printer link URL without opening anything (the configuration checks it so).
+
+    Raises ValueError naming the URL, what is wrong and the form it should take.
+    """
+    parts = urlsplit(url)
+    if parts.scheme == "serial":
+        return _parse_serial(url, parts.netloc, parts.path, parts.query)
+    if parts.scheme == "usb":
+        return _parse_usb(url, parts.netloc, parts.path, parts.query)
+    if not parts.scheme and url.startswith("/dev/"):
+        raise ValueError(f"{url}: a device path alone is not a link; write serial://{url}?baud={DEFAULT_BAUD}")
+    raise ValueError(f"{url}: unknown printer link {parts.scheme!r}; expected serial:///dev/... or usb://VID:PID")
 
 
 def open_link(url: str, *, trace: Trace | None = None) -> Link:
@@ -21,36 +50,32 @@ def open_link(url: str, *, trace: Trace | None = None) -> Link:
     Raises ValueError naming the URL for an unknown scheme or a bad query, and LinkError
     when the device cannot be opened (missing, no permission, in use).
     """
-    parts = urlsplit(url)
-    if parts.scheme == "serial":
-        return _open_serial(url, parts.netloc, parts.path, parts.query, trace)
-    if parts.scheme == "usb":
-        return _open_usb(url, parts.netloc, parts.path, parts.query, trace)
-    raise ValueError(f"{url}: unknown printer link {parts.scheme!r}; expected serial:///dev/... or usb://VID:PID")
-
-
-def _open_usb(url: str, host: str, path: str, query: str, trace: Trace | None) -> Link:
+    address = parse_link(url)
+    if address.scheme == "serial":
+        assert address.path is not None
+        return SerialLink(address.path, address.baud, trace=trace)
     # Imported here: pyusb is needed only by stations with a USB printer.
     from drivers.link.usb import UsbAddress, UsbLink
     from drivers.link.relay import relay_paths_from_env
 
+    assert address.vendor_id is not None
+    relays = (address.relay,) if address.relay else tuple(relay_paths_from_env())
+    return UsbLink(UsbAddress(address.vendor_id, address.product_id, address.serial, relays), trace=trace)
+
+
+def _parse_usb(url: str, host: str, path: str, query: str) -> LinkAddress:
     ids = re.fullmatch(r"(?:0x)?([0-9a-fA-F]{1,4})(?::(?:0x)?([0-9a-fA-F]{1,4}))?", host)
     if ids is None or path not in ("", "/"):
         raise ValueError(f"{url}: a USB link names the vendor and product id in hex, e.g. usb://0f49:1001?serial=...")
     options = _query(url, query, allowed={"serial", "relay"})
     if "serial" in options and not options["serial"]:
         raise ValueError(f"{url}: serial is empty; give the printer's serial number or leave the option out")
-    relays = (Path(options["relay"]),) if options.get("relay") else tuple(relay_paths_from_env())
-    address = UsbAddress(
-        vendor_id=int(ids.group(1), 16),
-        product_id=int(ids.group(2), 16) if ids.group(2) else None,
-        serial=options.get("serial"),
-        relays=relays,
-    )
-    return UsbLink(address, trace=trace)
+    return LinkAddress("usb", vendor_id=int(ids.group(1), 16),
+                       product_id=int(ids.group(2), 16) if ids.group(2) else None,
+                       serial=options.get("serial"), relay=Path(options["relay"]) if options.get("relay") else None)
 
 
-def _open_serial(url: str, host: str, path: str, query: str, trace: Trace | None) -> SerialLink:
+def _parse_serial(url: str, host: str, path: str, query: str) -> LinkAddress:
     if host or not path:
         raise ValueError(f"{url}: a serial link names a device path, e.g. serial:///dev/ttyUSB0?baud=115200")
     options = _query(url, query, allowed={"baud"})
@@ -60,7 +85,7 @@ def _open_serial(url: str, host: str, path: str, query: str, trace: Trace | None
         if not text.isdigit() or not 50 <= int(text) <= 4_000_000:
             raise ValueError(f"{url}: baud must be a whole number of bits a second, e.g. 115200; got {text!r}")
         baud = int(text)
-    return SerialLink(path, baud, trace=trace)
+    return LinkAddress("serial", path=path, baud=baud)
 
 
 def _query(url: str, query: str, *, allowed: set[str]) -> dict[str, str]:
