@@ -90,12 +90,14 @@ def _decode(face: str, data: bytes) -> _Face:
     try:
         with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
             image.load()
-            # Clockwise (PIL's ROTATE_270): the card's left edge becomes the first line, read
-            # from the bottom-left corner up.
-            turned = _on_white(image).transpose(Image.Transpose.ROTATE_270)
+            rows = np.asarray(_on_white(image))  # 648 rows x 1016 dots x (R, G, B)
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise CardImageError(f"the {face} image cannot be decoded ({e}); it is damaged or cut short") from e
-    red, green, blue = (np.asarray(plane) for plane in turned.split())
+    # Clockwise (PIL's ROTATE_270), done as a view while the planes are taken apart: line i of a
+    # plane is column i of the image read from the bottom row up, so the card's left edge becomes
+    # the first line and its first dot is the bottom-left corner.
+    planes = rows.transpose(2, 1, 0)[:, :, ::-1]
+    red, green, blue = (np.ascontiguousarray(planes[i]) for i in range(3))
     return _Face(red, green, blue)
 
 
@@ -128,12 +130,12 @@ def _on_white(image: Image.Image) -> Image.Image:
 
 def _colour_panels(face: _Face, depth: int) -> tuple[Panel, ...]:
     black = face.black()
+    coloured = ~black  # 1 where Y, M and C may put ink; K alone prints the near-black dots
     bits = DEPTH_BITS[depth]
     ink = _ink_table(bits)
     panels = []
     for name, plane in (("y", face.blue), ("m", face.green), ("c", face.red)):
-        level = ink[plane]
-        level[black] = 0
+        level = np.take(ink, plane) * coloured
         panels.append(Panel(name, depth, _pack(level, bits)))
     panels.append(Panel("k", 2, np.packbits(black).tobytes()))
     panels.append(Panel("o", 2, _OVERLAY))
