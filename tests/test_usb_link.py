@@ -10,7 +10,7 @@ import usb.core
 import usb.util
 
 from drivers.evolis.printer import EvolisPrinter
-from drivers.link.base import LinkError
+from drivers.link.base import Link, LinkError, ReplyTimeout
 from drivers.link.url import open_link
 from drivers.link.relay import RELAY_ENV, RelayBackend
 from tests.usb_printer_rig import SERIAL, usb_printer
@@ -103,3 +103,50 @@ def test_unplug_for_a_while_plugs_back_in_by_itself(tmp_path: Path) -> None:
         assert rig.port.address == first_address + 1, "plugged back in once, at a new address"
         with open_link(rig.url()) as link:
             assert EvolisPrinter(link).identity().serial == SERIAL
+
+
+class _Packets(Link):
+    """A packet transport the test feeds by hand: what the printer has sent and not yet been read."""
+
+    DRAIN_ONLY_AFTER_TROUBLE = True
+
+    def __init__(self) -> None:
+        super().__init__("packets", None)
+        self.inbox: list[bytes] = []
+        self.drained: list[bytes] = []
+
+    def send(self, data: bytes) -> None:
+        pass
+
+    def _read_some(self, timeout: float) -> bytes:
+        return self.inbox.pop(0) if self.inbox else b""
+
+    def _discard_input(self) -> None:
+        self.drained += self.inbox
+        self.inbox.clear()
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_usb_link_drains_input_before_a_command_unless_the_last_answer_came_whole() -> None:
+    link = _Packets()
+    link.inbox.append(b"OK\r")  # left by a host that died: drained before the first command
+    link.reset_input()
+    assert link.drained == [b"OK\r"]
+    link.inbox.append(b"A\r")
+    assert link.read_reply(0.1) == "A"
+    link.inbox.append(b"B\r")  # a whole answer came and nothing after it: no drain before the next
+    link.reset_input()
+    assert link.read_reply(0.1) == "B" and link.drained == [b"OK\r"]
+    link.reset_input()  # a command whose answer does not come in time ...
+    with pytest.raises(ReplyTimeout):
+        link.read_reply(0.01)
+    link.inbox.append(b"LATE\r")  # ... answers late: drained, never taken for the next answer
+    link.reset_input()
+    assert link.drained == [b"OK\r", b"LATE\r"]
+    link.inbox.append(b"C\rD\r")  # an answer with more after it: the rest is drained next time
+    assert link.read_reply(0.1) == "C"
+    link.reset_input()
+    link.inbox.append(b"E\r")
+    assert link.read_reply(0.1) == "E"

@@ -49,10 +49,19 @@ _PADDING = b"\x00\n"
 class Link(ABC):
     """A byte link to one printer. Replies end with CR or NUL on every transport."""
 
+    # Whether input need be drained before a command only after trouble: true of a transport that
+    # carries nothing but the printer's answers (USB: packets, no line noise), so that once an
+    # answer came whole with nothing after it, nothing can be waiting. A serial line may pick up
+    # noise at any time and is drained before every command (a local flush: it costs nothing).
+    DRAIN_ONLY_AFTER_TROUBLE = False
+
     def __init__(self, device: str, trace: Trace | None) -> None:
         self.device = device
         self._trace = trace
         self._pending = bytearray()
+        # The last command's answer came whole and nothing followed it. False from the start (a
+        # host that died may have left an answer behind) and after any timeout or failure.
+        self._settled = False
 
     @abstractmethod
     def send(self, data: bytes) -> None:
@@ -92,6 +101,7 @@ class Link(ABC):
         while True:
             reply = self._take_reply()
             if reply is not None:
+                self._settled = not self._pending
                 return reply
             now = time.monotonic()
             left = deadline - now
@@ -106,9 +116,13 @@ class Link(ABC):
             self._pending += chunk
 
     def reset_input(self) -> None:
-        """Discard stale input: a late reply or noise must not be taken for the next answer."""
+        """Discard stale input: a late reply or noise must not be taken for the next answer.
+
+        Called before each command; until that command's answer has come whole, input is unsettled."""
         self._pending.clear()
-        self._discard_input()
+        if not (self._settled and self.DRAIN_ONLY_AFTER_TROUBLE):
+            self._discard_input()
+        self._settled = False
 
     def _take_reply(self) -> str | None:
         body = self._pending.lstrip(_PADDING)

@@ -56,6 +56,8 @@ class UsbLink(Link):
     accessible, or held by another program, and from every call once it is unplugged.
     """
 
+    DRAIN_ONLY_AFTER_TROUBLE = True  # packets carry only the printer's answers: drained after trouble
+
     def transfer_seconds(self, size: int) -> float:
         return size / USB_FULL_SPEED_BYTES_PER_S
 
