@@ -55,7 +55,7 @@ def test_panels_rendered_ahead_equal_a_render_at_claim_time(journal):
         assert set(ahead._ready) == {"J-1", "J-2"}
         for raw in raws:
             parsed = parse_job(raw)
-            prepared = ahead.prepared(raw["job_id"], raw)
+            prepared = ahead.prepared(raw["job_id"])
             assert prepared.job == parsed  # parsed on the render thread, once, with the same limits
             assert prepared.panels == render_card(parsed.front_png, parsed.back_png, depth=128)
         assert not ahead._ready, "a job's panels are handed out once"
@@ -67,8 +67,9 @@ def test_a_job_not_rendered_ahead_is_rendered_when_claimed(journal):
     ahead = RenderAhead(journal, depth=128, lookahead=1)
     try:
         raw = job("J-9", png((10, 10, 10)))
+        add(journal, raw)  # leased after the last look ahead: read from the journal at claim time
         parsed = parse_job(raw)
-        prepared = ahead.prepared("J-9", raw)
+        prepared = ahead.prepared("J-9")
         assert prepared.job == parsed
         assert prepared.panels == render_card(parsed.front_png, parsed.back_png, depth=128)
     finally:

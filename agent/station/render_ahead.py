@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from agent.station.card_render import CardPanels, render_card
 from agent.core.limits import DEFAULT_LIMITS, JobLimits
-from agent.upstream.job import Job, parse_job
+from agent.upstream.job import Job, JobRejected, JobRejection, parse_job
 from agent.journal import Journal
 
 
@@ -48,9 +48,6 @@ class RenderAhead:
             with self._lock:
                 if job_id in self._ready:
                     continue
-            payload = self.journal.payload(job_id)
-            if payload is None:
-                continue
             panels: Future[Prepared] = Future()
             with self._lock:
                 self._ready[job_id] = panels
@@ -59,24 +56,33 @@ class RenderAhead:
             if not panels.set_running_or_notify_cancel():
                 continue  # dropped from the bound meanwhile
             try:
-                panels.set_result(self._render(payload))
+                panels.set_result(prepare(self.journal, job_id, self.limits, self.depth))
             except Exception as exc:  # CardImageError and the like: raised again to the claimer
                 panels.set_exception(exc)
 
-    def prepared(self, job_id: str, payload: dict) -> Prepared:
+    def prepared(self, job_id: str) -> Prepared:
         """The claimed job, parsed and rendered ahead if it was, else now.
 
         Raises CardImageError for faces that cannot be printed, JobRejected for a job these
-        limits refuse."""
+        limits refuse (or whose body is gone)."""
         with self._lock:
             future = self._ready.pop(job_id, None)
         if future is not None and not future.cancelled():
             return future.result()
-        return self._render(payload)
+        return prepare(self.journal, job_id, self.limits, self.depth)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def _render(self, payload: dict) -> Prepared:
-        job = parse_job(payload, self.limits)
-        return Prepared(job, render_card(job.front_png, job.back_png, depth=self.depth))
+
+
+def prepare(journal: Journal, job_id: str, limits: JobLimits, depth: int) -> Prepared:
+    """Read a job's body from the journal, parse it and render its faces.
+
+    Raises JobRejected when the body is gone or these limits refuse it, CardImageError for faces
+    that cannot be printed."""
+    payload = journal.payload(job_id)
+    if payload is None:
+        raise JobRejected(JobRejection.MALFORMED, "the job's body is no longer in the journal")
+    job = parse_job(payload, limits)
+    return Prepared(job, render_card(job.front_png, job.back_png, depth=depth))

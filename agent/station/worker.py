@@ -15,7 +15,7 @@ from typing import Protocol
 
 import structlog
 
-from agent.station.card_render import CardImageError, CardPanels, render_card
+from agent.station.card_render import CardImageError, CardPanels
 from agent.chip.encoder_station import (DEFAULT_CARD_BUDGET_S, StationTimeouts, checks_as_json, encode_and_verify,
                                         failure_checks)
 from agent.chip.profile import ChipError, ChipExpectation, ChipFailure, ChipProfile
@@ -23,11 +23,11 @@ from agent.core.config import PrinterConfig
 from agent.core.printer_snapshot import PrinterSnapshot
 from agent.station.crashpoints import CrashPoint, reached
 from agent.core.limits import DEFAULT_LIMITS, JobLimits
-from agent.upstream.job import JobRejected, parse_job
+from agent.upstream.job import JobRejected
 from agent.journal.reasons import Because, Reason
 from agent.journal import ClaimedJob, Journal, JournalError, JobState, utcnow
 from agent.station.recovery import recover
-from agent.station.render_ahead import Prepared, RenderAhead
+from agent.station.render_ahead import Prepared, RenderAhead, prepare
 from agent.station.stage_clock import StageClock
 from drivers.evolis.printer import EvolisPrinter, JobSettings
 from drivers.faults import Fault
@@ -445,10 +445,12 @@ class PrinterWorker:
                     pass  # the card is stuck: rejected once the fault clears (_finish_stuck_reject)
             raise PrinterPaused(faults, exc.reply) from None
         with clock.stage("counters"):
-            after = printer.counters()  # the ribbon too: the status screen, metrics and reports show it
-        self.view.card_counter, self.view.ribbon_left = after.cards, after.ribbon_left
+            # The journal's evidence, and the ribbon for the status screen, metrics and reports
+            # (two queries: the panel count the full `counters()` reads is not needed here).
+            cards, ribbon_left = printer.card_count(), printer.ribbon_left()
+        self.view.card_counter, self.view.ribbon_left = cards, ribbon_left
         with clock.stage("journal"):
-            self.journal.printed(job.job_id, claimed.attempt, after.cards)
+            self.journal.printed(job.job_id, claimed.attempt, cards)
         reached(CrashPoint.AFTER_PRINTED)
         self.view.printed += 1
         log.info("card-printed", printer=self.name, job_id=job.job_id, attempt=claimed.attempt,
@@ -457,9 +459,8 @@ class PrinterWorker:
     def _prepared(self, claimed: ClaimedJob) -> Prepared:
         """The claimed job parsed and as panels: from render-ahead when it has them (parsed once)."""
         if self.render_ahead is not None:
-            return self.render_ahead.prepared(claimed.job_id, claimed.payload)
-        job = parse_job(claimed.payload, self.limits)
-        return Prepared(job, render_card(job.front_png, job.back_png, depth=self.depth))
+            return self.render_ahead.prepared(claimed.job_id)
+        return prepare(self.journal, claimed.job_id, self.limits, self.depth)
 
     def _poisoned(self, claimed: ClaimedJob, exc: Exception) -> None:
         """A job whose handling raised what nobody expected: it ends `failed`, reported upstream

@@ -286,6 +286,10 @@ class EvolisPrinter:
             ribbon_left=self._count("Rco;l"),
         )
 
+    def ribbon_left(self) -> int:
+        """Cards the ribbon can still print: one query."""
+        return self._count("Rco;l")
+
     def card_count(self) -> int:
         """Cards inserted so far (persistent): one query, for the journal's evidence around each card."""
         return self._count("Rco;c")
