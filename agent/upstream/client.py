@@ -8,7 +8,6 @@ answer is read with a size cap, so a hostile or broken server cannot exhaust the
 from __future__ import annotations
 
 import json
-import re
 import ssl
 import time
 from dataclasses import dataclass
@@ -45,25 +44,23 @@ class UpstreamOffContract(UpstreamRefused):
         self.job_ids = job_ids
 
 
-# No answer of the contract nests deeper than a few levels: refuse deeper ones before parsing.
+# No answer of the contract nests deeper than a few levels: refuse deeper ones. The parser itself
+# stops at Python's recursion limit (RecursionError), so a hostile nesting costs a bounded walk.
 MAX_JSON_DEPTH = 32
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_JSON_BRACKET = re.compile(rb"[\[\]{}]")
 
 
-def json_depth(raw: bytes, limit: int = MAX_JSON_DEPTH) -> int:
-    """How deep `raw` (JSON text) nests, counted without parsing it; stops counting past `limit`."""
-    depth = deepest = 0
-    for match in _JSON_BRACKET.finditer(_JSON_STRING.sub(b'""', raw)):
-        if match.group() in (b"[", b"{"):
-            depth += 1
-            if depth > deepest:
-                deepest = depth
-                if deepest > limit:
-                    break
-        else:
-            depth -= 1
-    return deepest
+def json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:
+    """How deep a parsed JSON value nests (objects and arrays; strings are leaves, whatever they
+    hold); stops counting past `limit`. Walks the containers level by level, never the strings."""
+    depth = 0
+    level = [value]
+    while depth <= limit:
+        containers = [v for v in level if isinstance(v, (dict, list))]
+        if not containers:
+            break
+        depth += 1
+        level = [item for c in containers for item in (c.values() if isinstance(c, dict) else c)]
+    return depth
 
 
 @dataclass(frozen=True)
@@ -152,12 +149,15 @@ class UpstreamClient:
         if 300 <= status < 400:
             raise UpstreamOffContract(status, f"{where}: upstream answered a redirect ({status}) to "
                                               f"{response.headers.get('Location', '?')[:100]}; the contract has none")
-        if json_depth(raw) > MAX_JSON_DEPTH:
-            raise UpstreamOffContract(status, f"{where}: the answer nests deeper than {MAX_JSON_DEPTH} levels")
+        deep = UpstreamOffContract(status, f"{where}: the answer nests deeper than {MAX_JSON_DEPTH} levels")
         try:
             data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError, RecursionError):
+        except RecursionError:
+            raise deep from None
+        except (ValueError, UnicodeDecodeError):
             data = None
+        if json_depth(data) > MAX_JSON_DEPTH:
+            raise deep
         if status >= 400:
             message = data.get("message", data) if isinstance(data, dict) else raw[:200].decode("utf-8", "replace")
             raise UpstreamRefused(status, str(message)[:300])
