@@ -166,9 +166,8 @@ class Ledger(JournalDb):
 
     def _lot_in_feeder(self, db: sqlite3.Connection, printer: str) -> str | None:
         """The oldest lot of `printer` with blanks left: feeders take blanks first in, first out."""
-        lots = db.execute(
-            "SELECT lot, SUM(quantity) FROM ledger WHERE printer = ? GROUP BY lot ORDER BY MIN(id)", (printer,)
-        ).fetchall()
+        lots = [(lot or None, remaining) for lot, remaining in db.execute(
+            "SELECT lot, remaining FROM hopper_lots WHERE printer = ? ORDER BY first_id", (printer,)).fetchall()]
         for lot, remaining in lots:
             if remaining > 0:
                 return lot
@@ -212,5 +211,7 @@ class Ledger(JournalDb):
         return row[0] + 1 if row else None
 
     def blanks_remaining(self, printer: str) -> int:
+        """The ledger's count of blanks in `printer`'s hopper (its running total by lot, schema 5)."""
         with self._lock:
-            return self._db.execute("SELECT COALESCE(SUM(quantity), 0) FROM ledger WHERE printer = ?", (printer,)).fetchone()[0]
+            return self._db.execute("SELECT COALESCE(SUM(remaining), 0) FROM hopper_lots WHERE printer = ?",
+                                    (printer,)).fetchone()[0]

@@ -146,6 +146,27 @@ MIGRATIONS: list[str] = [
     CREATE INDEX outbox_pending ON outbox(delivered_at, id);
     CREATE INDEX outbox_by_job ON outbox(job_id, kind);
     """,
+    # 5: each printer's hopper balance by lot, kept by the ledger itself: every movement adds to it in
+    # the same statement, so how many blanks are left, and of which lot the next is, cost a few rows
+    # rather than a sum over every card ever fed. The ledger stays the record; this is its running
+    # total (lot '' stands for movements without a lot).
+    """
+    CREATE TABLE hopper_lots (
+        printer TEXT NOT NULL,
+        lot TEXT NOT NULL,
+        remaining INTEGER NOT NULL,
+        first_id INTEGER NOT NULL,   -- the lot's first ledger row: feeders take the oldest lot first
+        PRIMARY KEY (printer, lot)
+    );
+    INSERT INTO hopper_lots(printer, lot, remaining, first_id)
+        SELECT printer, COALESCE(lot, ''), SUM(quantity), MIN(id) FROM ledger GROUP BY printer, COALESCE(lot, '');
+    CREATE TRIGGER ledger_keeps_the_balance AFTER INSERT ON ledger
+        BEGIN
+            INSERT INTO hopper_lots(printer, lot, remaining, first_id)
+                VALUES (NEW.printer, COALESCE(NEW.lot, ''), NEW.quantity, NEW.id)
+                ON CONFLICT(printer, lot) DO UPDATE SET remaining = remaining + excluded.remaining;
+        END;
+    """,
 ]
 
 
