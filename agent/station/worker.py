@@ -88,6 +88,10 @@ STATUS_POLL_WHILE_PAUSED_S = 0.5
 # refusal of the command it stops; that command is tried again after this long, then longer.
 REFUSED_RETRY_FIRST_S = 1.0
 REFUSED_RETRY_MAX_S = 8.0
+# ... except a condition that clears by itself within seconds (a head cooling down between two
+# cards): its refused feed is tried again as often as a paused printer's status is read, so the
+# end of a 27 s cooling costs at most that much printing, not a backoff step of up to 8 s.
+CLEARS_BY_ITSELF = frozenset({Fault.HEAD_HOT})
 JOURNAL_UNWRITABLE = "journal-unwritable"
 
 
@@ -190,7 +194,7 @@ class PrinterWorker:
                 else:
                     log.warning("printer-refused", printer=self.name, command=exc.command, reply=exc.reply)
                 stop.wait(self._refused_wait)
-                self._refused_wait = min(self._refused_wait * 2, REFUSED_RETRY_MAX_S)
+                self._refused_wait = self._next_refused_wait()
             except PrinterError as exc:
                 # Link lost, no answer, or garbage: reconnect; recovery then settles any card from evidence.
                 self._drop_link(exc)
@@ -199,7 +203,7 @@ class PrinterWorker:
             except PrinterPaused:
                 stop.wait(self._refused_wait if self._refused else 1.0)
                 if self._refused:
-                    self._refused_wait = min(self._refused_wait * 2, REFUSED_RETRY_MAX_S)
+                    self._refused_wait = self._next_refused_wait()
             except ReaderLost:
                 stop.wait(1.0)
             except JournalError as exc:
@@ -345,7 +349,15 @@ class PrinterWorker:
         if not self._refused:
             self._refused_wait = REFUSED_RETRY_FIRST_S
         self._refused = faults
+        if faults & CLEARS_BY_ITSELF:
+            self._refused_wait = STATUS_POLL_WHILE_PAUSED_S
         self._alert(faults)
+
+    def _next_refused_wait(self) -> float:
+        """How long to wait before the refused command is tried again, the next time."""
+        if self._refused & CLEARS_BY_ITSELF:
+            return STATUS_POLL_WHILE_PAUSED_S
+        return min(self._refused_wait * 2, REFUSED_RETRY_MAX_S)
 
     def _cleared(self) -> None:
         """The command that was refused went through: what stopped it has cleared."""
