@@ -74,3 +74,15 @@ def test_a_job_not_rendered_ahead_is_rendered_when_claimed(journal):
         assert prepared.panels == render_card(parsed.front_png, parsed.back_png, depth=128)
     finally:
         ahead.close()
+
+
+def test_a_job_given_back_unprinted_is_not_rendered_again(journal):
+    raw = job("J-5", png((40, 40, 200)))
+    add(journal, raw)
+    ahead = RenderAhead(journal, depth=128, lookahead=1)
+    try:
+        first = ahead.prepared("J-5")
+        ahead.give_back("J-5", first)  # its feed was refused (a cooling head): the job waits
+        assert ahead.prepared("J-5") is first  # the same panels, not a second render
+    finally:
+        ahead.close()

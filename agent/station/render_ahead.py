@@ -71,6 +71,16 @@ class RenderAhead:
             return future.result()
         return prepare(self.journal, job_id, self.limits, self.depth)
 
+    def give_back(self, job_id: str, prepared: Prepared) -> None:
+        """A claimed job goes back unprinted (its feed was refused): keep its panels for the next
+        claim, so that a printer paused for a cooling head does not render the job at every try."""
+        future: Future[Prepared] = Future()
+        future.set_result(prepared)
+        with self._lock:
+            self._ready[job_id] = future  # the newest entry: the last the bound would drop
+            while len(self._ready) > 2 * self.lookahead:
+                self._ready.popitem(last=False)[1].cancel()
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 

@@ -410,6 +410,8 @@ class PrinterWorker:
         except CommandRejected as exc:
             # Nothing left the hopper: the job waits for the printer (or another one), no blank is counted.
             self.journal.unclaim(job.job_id, claimed.attempt, reason=Because(Reason.FEED_REFUSED, exc.reply))
+            if self.render_ahead is not None:
+                self.render_ahead.give_back(job.job_id, prepared)
             faults = frozenset({exc.fault}) if exc.fault else frozenset()
             if exc.fault is Fault.FEEDER_EMPTY:
                 self._check_ledger(feeder_empty=True)
