@@ -120,8 +120,11 @@ def plan_printers(state_dir: Path, count: int, first_slot: int, port_base: int) 
 
 
 def write_json_atomically(path: Path, value: Any) -> None:
-    """Replace `path` with `value` as JSON so that readers see the old file or the new, never half."""
-    tmp = path.with_name(path.name + ".tmp")
+    """Replace `path` with `value` as JSON so that readers see the old file or the new, never half.
+
+    Each writing thread has a temporary file of its own: two threads saving at once (a fault
+    schedule and a command) must not rename each other's file away."""
+    tmp = path.with_name(f"{path.name}.{threading.get_ident()}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(value, f, indent=1, sort_keys=True)
         f.flush()
@@ -183,6 +186,7 @@ class StateFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._saving = threading.Lock()
 
     def load(self, blanks: int) -> PrinterState:
         """The saved state, or a new printer with `blanks` in its hopper when none is saved.
@@ -197,7 +201,10 @@ class StateFile:
             raise SimulateError(f"cannot read the printer state {self.path}: {e}") from e
 
     def save(self, state: PrinterState) -> None:
-        write_json_atomically(self.path, state.to_json())
+        # One save at a time, each of the state as it is then: the file on disk is never older
+        # than a save that finished before.
+        with self._saving:
+            write_json_atomically(self.path, state.to_json())
 
 
 class WatchedReader:

@@ -169,3 +169,31 @@ def test_a_departure_the_card_log_missed_at_a_power_cut_is_appended_once_at_the_
         pass
     [again] = card_lines(tmp_path)
     assert (again["blank_serial"], again["bin"], again["png"]) == (line["blank_serial"], "output", None)
+
+
+def test_two_threads_saving_a_printer_state_at_once_never_lose_the_file(tmp_path):
+    # A fault schedule and a command change the printer at the same moment: both save. A shared
+    # temporary file once let one save rename the other's away (FileNotFoundError, simulator down).
+    import threading
+
+    from simulators.printer.machine import PrinterState
+    from simulators.simulate import StateFile
+
+    state_file = StateFile(tmp_path / "state.json")
+    errors: list[BaseException] = []
+
+    def save_many(blanks: int) -> None:
+        try:
+            for _ in range(200):
+                state_file.save(PrinterState(hopper_remaining=blanks))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=save_many, args=(n,)) for n in (5, 7)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == [] and not any(t.is_alive() for t in threads)
+    assert state_file.load(0).hopper_remaining in (5, 7)
+    assert not list(tmp_path.glob("*.tmp"))
