@@ -151,18 +151,37 @@ def test_an_answer_trickled_a_byte_at_a_time_is_abandoned_at_the_exchange_deadli
     client.close()
 
 
+def _bad_answer(bad: str) -> Answer:
+    if bad == "html":
+        return lambda conn, *_: send(conn, "200 OK", b"<html><body>Welcome to the portal</body></html>",
+                                     content_type="text/html")
+    return lambda conn, *_: send(conn, "307 Temporary Redirect", b"", extra="Location: http://10.9.9.9/login\r\n")
+
+
+def _batch_answer(body: bytes) -> Answer:
+    results = [{"idempotency_key": m["idempotency_key"], "status": 200, "answer": {"accepted": True}}
+               for m in json.loads(body)["messages"]]
+    return lambda conn, *_: send(conn, "200 OK", json.dumps({"results": results}).encode())
+
+
+@pytest.mark.parametrize("batch", [True, False], ids=["batch", "one-by-one"])
 @pytest.mark.parametrize("bad", ["html", "redirect"])
-def test_an_outcome_acknowledged_outside_the_contract_stays_queued_and_is_sent_again(served, tmp_path, bad):
-    puts: list[bytes] = []
+def test_an_outcome_acknowledged_outside_the_contract_stays_queued_and_is_sent_again(served, tmp_path, bad, batch):
+    """`batch`: upstream takes the outbox in batches (and answers them badly at first); otherwise it
+    has no batch endpoint (404) and the outcome goes on its own endpoint."""
+    sent: list[dict] = []  # every outcome as sent, with its key
 
     def script(method: str, path: str, body: bytes) -> Answer:
+        if path.endswith("/outbox") and not batch:
+            return lambda conn, *_: send(conn, "404 Not Found", b'{"error": "not-found", "message": "no such endpoint"}')
+        if path.endswith("/outbox"):
+            outcomes = [m for m in json.loads(body)["messages"] if m["kind"] == "outcome"]
+            sent.extend({"key": m["idempotency_key"], "body": m["body"]} for m in outcomes)
+            return _bad_answer(bad) if outcomes and len(sent) <= 2 else _batch_answer(body)
         if method == "PUT" and path.endswith("/outcome"):
-            puts.append(body)
-            if len(puts) <= 2:
-                if bad == "html":
-                    return lambda conn, *_: send(conn, "200 OK", b"<html><body>Welcome to the portal</body></html>",
-                                                 content_type="text/html")
-                return lambda conn, *_: send(conn, "307 Temporary Redirect", b"", extra="Location: http://10.9.9.9/login\r\n")
+            sent.append({"key": None, "body": json.loads(body)})  # its key: from the request's headers, below
+            if len(sent) <= 2:
+                return _bad_answer(bad)
             return lambda conn, *_: send(conn, "200 OK", json.dumps({"job_id": "J1", "status": "printed"}).encode())
         return lambda conn, *_: send(conn, "200 OK", b"{}")  # telemetry, the alert
 
@@ -179,16 +198,18 @@ def test_an_outcome_acknowledged_outside_the_contract_stays_queued_and_is_sent_a
     sender = threading.Thread(target=OutboxSender(journal, client, max_backoff_s=0.2).run, args=(stop,), daemon=True)
     sender.start()
     try:
-        server.wait_for(lambda: len(puts) >= 3 and journal.outbox_backlog() == 0, "the outcome was not sent again")
+        server.wait_for(lambda: len(sent) >= 3 and journal.outbox_backlog() == 0, "the outcome was not sent again")
         server.wait_for(lambda: any(b"upstream-off-contract" in r["body"] for r in server.requests),
                         "no alert reached upstream")
     finally:
         stop.set()
         journal.outbox_ready.set()
         sender.join(timeout=30)
-    keys = {r["headers"]["idempotency-key"] for r in server.requests if r["method"] == "PUT"}
-    assert len(keys) == 1, "the same message, with the same idempotency key, every time"
-    assert {json.loads(b)["status"] for b in puts} == {"printed"}
+    keys = {s["key"] for s in sent if s["key"]} | {r["headers"]["idempotency-key"] for r in server.requests
+                                                     if r["method"] == "PUT"}
+    assert keys == {"st-1:J1:outcome"}, "the same message, with the same idempotency key, every time"
+    assert {s["body"]["status"] for s in sent} == {"printed"}
+    assert any(r["method"] == "PUT" for r in server.requests) is not batch
     assert journal.privacy_report()["payloads_held"] == 0, "purged once upstream truly has it"
     assert journal._db.execute("SELECT COUNT(*) FROM outbox WHERE refused_at IS NOT NULL").fetchone()[0] == 0
     client.close()

@@ -50,6 +50,7 @@ class UpstreamConfig:
     client_key: Path | None = None
     max_answer_bytes: int = 64 * 1024 * 1024  # a bigger answer from upstream is refused unread
     exchange_deadline_s: float = 0.0   # one whole exchange, request to last byte; 0: 2 x timeout_s + wait_s
+    outbox_batch: int = 200            # outbox messages sent upstream in one request (1..200)
 
 
 @dataclass(frozen=True)
@@ -532,6 +533,9 @@ def _load(path: Path, *, collect: bool, presence: Presence | None = None,
             r.fail(f"upstream.{key}", f"names a missing file ({named})", "copy the PEM file there or correct the path")
     if tls_files["client_cert"] and not tls_files["client_key"]:
         r.fail("upstream.client_key", "is missing", "name the private key of upstream.client_cert")
+    outbox_batch = r.get(upstream, "outbox_batch", "upstream", int, default=200)
+    if not 1 <= outbox_batch <= 200:
+        r.fail("upstream.outbox_batch", "is out of range", "use 1 to 200 (upstream takes at most 200 a request)")
     for key in ("max_answer_mb", "max_image_kb", "max_chip_file_kb"):
         if not 0 < r.get(limits, key, "limits", (int, float), default=1) <= 1024 * 1024:
             r.fail(f"limits.{key}", "is out of range", "use a positive size, e.g. max_image_kb = 4096")
@@ -551,6 +555,7 @@ def _load(path: Path, *, collect: bool, presence: Presence | None = None,
             renew_margin_s=float(r.get(upstream, "renew_margin_s", "upstream", (int, float), default=900.0)),
             retry_max_s=float(r.get(upstream, "retry_max_s", "upstream", (int, float), default=60.0)),
             exchange_deadline_s=float(r.get(upstream, "exchange_deadline_s", "upstream", (int, float), default=0.0)),
+            outbox_batch=outbox_batch,
             **tls_files,
             max_answer_bytes=int(r.get(limits, "max_answer_mb", "limits", (int, float), default=64) * 1024 * 1024),
         ),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -53,40 +53,61 @@ class Outbox(JournalDb):
     def outbox_next(self, kinds: Collection[str] | None = None) -> OutboxMessage | None:
         """The oldest undelivered message of `kinds` (None: any kind for upstream, none of LOCAL_KINDS):
         delivery keeps the order in which things happened."""
+        batch = self.outbox_batch(1, kinds)
+        return batch[0] if batch else None
+
+    def outbox_batch(self, limit: int, kinds: Collection[str] | None = None,
+                     max_bytes: int | None = None) -> list[OutboxMessage]:
+        """Up to `limit` undelivered messages of `kinds` (as `outbox_next`), oldest first; with
+        `max_bytes`, no more than fit in that many bytes of body (but always the oldest one)."""
         where, args = _kinds_clause(kinds)
         with self._lock:
-            row = self._db.execute(
+            rows = self._db.execute(
                 "SELECT id, kind, job_id, idempotency_key, body, tries FROM outbox"
-                f" WHERE delivered_at IS NULL AND refused_at IS NULL AND {where} ORDER BY id LIMIT 1", args
-            ).fetchone()
-        if row is None:
-            return None
-        return OutboxMessage(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5])
+                f" WHERE delivered_at IS NULL AND refused_at IS NULL AND {where} ORDER BY id LIMIT ?", [*args, limit]
+            ).fetchall()
+        batch: list[OutboxMessage] = []
+        size = 0
+        for row in rows:
+            size += len(row[4])
+            if batch and max_bytes is not None and size > max_bytes:
+                break
+            batch.append(OutboxMessage(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5]))
+        return batch
+
+    def outbox_settled(self, delivered: Iterable[int] = (), refused: Mapping[int, str] | None = None,
+                       failed: Mapping[int, str] | None = None, at: datetime | None = None) -> None:
+        """What upstream made of a batch, in one transaction: `delivered` messages are marked so
+        (an acknowledged outcome ends the station's need for personal data), `refused` ones are
+        kept but not resent (as `outbox_refused`), `failed` ones stay queued with their error."""
+        now = stamp(at or utcnow())
+        with self._tx() as db:
+            for message_id in delivered:
+                db.execute("UPDATE outbox SET delivered_at = ? WHERE id = ?", (now, message_id))
+                row = db.execute("SELECT kind, job_id FROM outbox WHERE id = ?", (message_id,)).fetchone()
+                if row and row[0] == "outcome" and row[1]:
+                    job_id = row[1]
+                    # Upstream has it: the signed job (NIK, name, photo, chip image) and the chip's
+                    # checks go; the outcome's copy of the checks goes with them.
+                    db.execute("UPDATE jobs SET payload = NULL WHERE job_id = ?", (job_id,))
+                    db.execute("UPDATE attempts SET checks = NULL WHERE job_id = ?", (job_id,))
+                    db.execute("UPDATE outbox SET body = '{}' WHERE id = ?", (message_id,))
+            for message_id, error in (refused or {}).items():
+                db.execute("UPDATE outbox SET tries = tries + 1, last_error = ?, refused_at = ? WHERE id = ?",
+                           (error[:500], now, message_id))
+            for message_id, error in (failed or {}).items():
+                db.execute("UPDATE outbox SET tries = tries + 1, last_error = ? WHERE id = ?", (error[:500], message_id))
 
     def outbox_delivered(self, message_id: int, at: datetime | None = None) -> None:
         """Upstream has the message. An acknowledged outcome ends the station's need for personal data."""
-        now = stamp(at or utcnow())
-        with self._tx() as db:
-            db.execute("UPDATE outbox SET delivered_at = ? WHERE id = ?", (now, message_id))
-            row = db.execute("SELECT kind, job_id FROM outbox WHERE id = ?", (message_id,)).fetchone()
-            if row and row[0] == "outcome" and row[1]:
-                job_id = row[1]
-                # Upstream has it: the signed job (NIK, name, photo, chip image) and the chip's
-                # checks go; the outcome's copy of the checks goes with them.
-                db.execute("UPDATE jobs SET payload = NULL WHERE job_id = ?", (job_id,))
-                db.execute("UPDATE attempts SET checks = NULL WHERE job_id = ?", (job_id,))
-                db.execute("UPDATE outbox SET body = '{}' WHERE id = ?", (message_id,))
+        self.outbox_settled(delivered=[message_id], at=at)
 
     def outbox_failed(self, message_id: int, error: str) -> None:
-        with self._tx() as db:
-            db.execute("UPDATE outbox SET tries = tries + 1, last_error = ? WHERE id = ?", (error[:500], message_id))
+        self.outbox_settled(failed={message_id: error})
 
     def outbox_refused(self, message_id: int, error: str, at: datetime | None = None) -> None:
         """Upstream refuses this message for good: keep it (never lost), stop resending it, alert."""
-        now = stamp(at or utcnow())
-        with self._tx() as db:
-            db.execute("UPDATE outbox SET tries = tries + 1, last_error = ?, refused_at = ? WHERE id = ?",
-                       (error[:500], now, message_id))
+        self.outbox_settled(refused={message_id: error}, at=at)
 
     def outbox_backlog(self, kinds: Collection[str] | None = None) -> int:
         """Undelivered messages of `kinds` (None: for upstream, as `outbox_next`)."""

@@ -30,6 +30,8 @@ class CrashPoint(StrEnum):
     AFTER_PRINTED = "after-printed"                               # recorded printed, outcome not delivered
     BEFORE_REJECT = "before-reject"                               # rejecting intent written, `Ser` not sent
     AFTER_REJECT_BEFORE_JOURNAL = "after-reject-before-journal"   # card in the reject box, not yet recorded
+    # The outbox sender, not the card pipeline: upstream has answered a batch, the journal does not know yet.
+    AFTER_BATCH_BEFORE_JOURNAL = "after-batch-before-journal"
 
 
 class CrashConfigError(ValueError):

@@ -21,6 +21,7 @@ from agent.journal import Journal, JournalError, stamp, utcnow
 from agent.ops.metrics import MetricsEndpoint, read_station
 from agent.ops.notify import Notifiers
 from agent.upstream.sender import OutboxSender
+from agent.station.crashpoints import CrashPoint, reached
 from agent.station.worker import PrinterWorker
 from agent.station.render_ahead import RenderAhead
 from agent.core.sd_notify import Notifier
@@ -59,7 +60,9 @@ class Station:
                              lease_max=config.upstream.lease_max, wait_s=config.upstream.wait_s, work=self.work,
                              renew_margin_s=config.upstream.renew_margin_s, limits=config.limits,
                              retry_max_s=config.upstream.retry_max_s, profile=self.profile)
-        self.outbox = OutboxSender(self.journal, self.client, max_backoff_s=config.upstream.retry_max_s)
+        self.outbox = OutboxSender(self.journal, self.client, max_backoff_s=config.upstream.retry_max_s,
+                                   batch_max=config.upstream.outbox_batch,
+                                   answered=lambda: reached(CrashPoint.AFTER_BATCH_BEFORE_JOURNAL))
         self.render_ahead = RenderAhead(self.journal, depth=config.panel_depth, lookahead=len(config.printers),
                                         limits=config.limits)
         self.workers = [

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import ssl
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -108,6 +109,28 @@ def route(kind: str, station: str, job_id: str | None) -> tuple[str, str]:
     if kind in TELEMETRY_KINDS:
         return "POST", f"/v1/stations/{station}/telemetry"
     raise ValueError(f"no upstream route for a message of kind {kind!r}")
+
+
+# deliverOutbox (docs/upstream.openapi.yaml): up to this many messages, each with a route, in one request.
+MAX_BATCH = 200
+
+
+def batchable(kind: str, job_id: str | None) -> bool:
+    """Whether a queued message may go in a batch: every message with a route may."""
+    try:
+        route(kind, "-", job_id)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What upstream made of one message of a batch: `status` 200 (it has it), or its refusal of
+    that message alone with the plain words (`error`) an UpstreamRefused for it would carry."""
+
+    status: int
+    error: str = ""
 
 
 class UpstreamClient:
@@ -247,3 +270,36 @@ class UpstreamClient:
         except ValueError as exc:
             raise UpstreamRefused(0, str(exc)) from None
         return self._call(method, path, body, headers={"Idempotency-Key": idempotency_key})
+
+    def deliver_batch(self, messages: Sequence[tuple[str, str | None, str, dict]]) -> list[BatchResult]:
+        """Send up to MAX_BATCH outbox messages (kind, job id, idempotency key, body; each `batchable`)
+        in one request; one result per message, in order.
+
+        Raises UpstreamUnavailable or UpstreamRefused for the request as a whole (none of the
+        messages was taken: 404 or 405 from an upstream without the batch endpoint), and
+        UpstreamOffContract for an answer without a proper result for each message.
+        """
+        if not 1 <= len(messages) <= MAX_BATCH:
+            raise ValueError(f"a batch holds 1 to {MAX_BATCH} messages, not {len(messages)}")
+        path = f"/v1/stations/{self.station_id}/outbox"
+        payload = {"messages": [{"kind": kind, "idempotency_key": key, "body": body,
+                                 **({"job_id": job_id} if job_id is not None else {})}
+                                for kind, job_id, key, body in messages]}
+        data = self._call("POST", path, payload)
+        where = f"POST {self.url}{path}"
+        results = data.get("results")
+        if not isinstance(results, list) or len(results) != len(messages):
+            raise UpstreamOffContract(200, f"{where}: the answer has no result for each of the {len(messages)} messages")
+        answered: list[BatchResult] = []
+        for (_kind, _job, key, _body), result in zip(messages, results):
+            status = result.get("status") if isinstance(result, dict) else None
+            if (not isinstance(result, dict) or result.get("idempotency_key") != key or not isinstance(status, int)
+                    or isinstance(status, bool) or not (status == 200 or 400 <= status <= 599)
+                    or (status == 200 and not isinstance(result.get("answer"), dict))):
+                raise UpstreamOffContract(200, f"{where}: the result for {key[:100]!r} is not one the contract allows")
+            if status == 200:
+                answered.append(BatchResult(200))
+            else:
+                words = str(result.get("message") or result.get("error") or "no reason given")[:300]
+                answered.append(BatchResult(status, f"upstream refused ({status}): {words}"))
+        return answered

@@ -43,7 +43,7 @@ from simulators.upstream.contract import problem
 
 log = structlog.get_logger(__name__)
 
-MAX_BODY_BYTES = 1024 * 1024  # outcomes and telemetry are small; anything bigger is a mistake
+MAX_BODY_BYTES = 1024 * 1024  # outcomes and telemetry are small; anything bigger is a mistake (a batch too)
 MAX_JOBS_PER_LEASE = 100
 DEFAULT_LEASE_S = 3600.0
 DEFAULT_MAX_WAIT_S = 30.0
@@ -89,6 +89,7 @@ class UpstreamConfig:
     tls_cert: Path | None = None  # PEM certificate (chain) to serve HTTPS with
     tls_key: Path | None = None
     client_ca: Path | None = None  # when set, stations must present a certificate this CA issued
+    outbox_batch: bool = True  # False: an upstream from before deliverOutbox (404 on its path)
 
 
 @dataclass
@@ -152,6 +153,7 @@ class IssuanceDesk:
         self._injected_leased = 0
         self._fault = _Fault()
         self._outcome_posts = 0
+        self._outbox_batches = 0
         self._closing = False
         self._load_outcomes()
         self._load_stations()
@@ -299,39 +301,112 @@ class IssuanceDesk:
         Raises ApiError 404 for an unknown job, 409 for a conflicting outcome or a reused key.
         """
         with self._cond:
-            if not self._known_job(job_id):
-                raise ApiError(HTTPStatus.NOT_FOUND, "unknown-job", f"there is no job {job_id}")
-            self._outcome_posts += 1
-            keyed_job = self._keys.get(key)
-            if keyed_job is not None and keyed_job != job_id:
-                raise ApiError(
-                    HTTPStatus.CONFLICT,
-                    "idempotency-key-reused",
-                    f"this Idempotency-Key was already used for job {keyed_job}",
-                )
-            first = self._outcomes.get(job_id)
-            if first is not None:
-                if first.body["status"] != body["status"]:
-                    raise ApiError(
-                        HTTPStatus.CONFLICT,
-                        "outcome-conflict",
-                        f"job {job_id} already has the outcome {first.body['status']!r}; "
-                        f"{body['status']!r} contradicts it",
-                    )
-                self._keys[key] = job_id
-                return {**first.answer, "replay": True}
-            record = {"job_id": job_id, "key": key, "outcome": body, "at": _rfc3339(time.time())}
+            replay = self._judge_outcome(job_id, key, body)
+            if replay is not None:
+                return replay
+            record = self._outcome_record(job_id, key, body)
             # Durable before the answer: an acknowledged outcome must survive a restart.
-            with open(self._outcomes_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            answer = {"accepted": True, "replay": False}
-            self._outcomes[job_id] = _Outcome(key, body, answer)
-            self._keys[key] = job_id
-            self._leases.pop(job_id, None)
+            self._append_outcomes([record])
+            answer = self._remember_outcome(record)
         log.info("outcome accepted", job_id=job_id, status=body["status"], station=body["station"])
         return answer
+
+    def _judge_outcome(self, job_id: str, key: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """Under the lock: the answer to a replay, None for an outcome to record; raises ApiError
+        404 for an unknown job, 409 for a conflicting outcome or a reused key."""
+        if not self._known_job(job_id):
+            raise ApiError(HTTPStatus.NOT_FOUND, "unknown-job", f"there is no job {job_id}")
+        self._outcome_posts += 1
+        keyed_job = self._keys.get(key)
+        if keyed_job is not None and keyed_job != job_id:
+            raise ApiError(
+                HTTPStatus.CONFLICT,
+                "idempotency-key-reused",
+                f"this Idempotency-Key was already used for job {keyed_job}",
+            )
+        first = self._outcomes.get(job_id)
+        if first is None:
+            return None
+        if first.body["status"] != body["status"]:
+            raise ApiError(
+                HTTPStatus.CONFLICT,
+                "outcome-conflict",
+                f"job {job_id} already has the outcome {first.body['status']!r}; "
+                f"{body['status']!r} contradicts it",
+            )
+        self._keys[key] = job_id
+        return {**first.answer, "replay": True}
+
+    @staticmethod
+    def _outcome_record(job_id: str, key: str, body: dict[str, Any]) -> dict[str, Any]:
+        return {"job_id": job_id, "key": key, "outcome": body, "at": _rfc3339(time.time())}
+
+    def _append_outcomes(self, records: list[dict[str, Any]]) -> None:
+        """Append outcome records to outcomes.jsonl with one write and one fsync. Raises OSError."""
+        lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+        with open(self._outcomes_path, "a", encoding="utf-8") as f:
+            f.write(lines)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _remember_outcome(self, record: dict[str, Any]) -> dict[str, Any]:
+        answer = {"accepted": True, "replay": False}
+        job_id = record["job_id"]
+        self._outcomes[job_id] = _Outcome(record["key"], record["outcome"], answer)
+        self._keys[record["key"]] = job_id
+        self._leases.pop(job_id, None)
+        return answer
+
+    def record_batch(self, station: str, messages: list[tuple[str, str | None, str, dict[str, Any]] | ApiError]
+                     ) -> list[dict[str, Any]]:
+        """deliverOutbox: each message (kind, job id, key, body; or the ApiError its checks raised)
+        handled in order as its own endpoint would, answered one by one; the whole batch durable
+        (one fsync of outcomes.jsonl, one write of stations.json if it carries telemetry) before
+        any answer. Raises OSError when it cannot be made durable: then nothing of it is kept."""
+        results: list[dict[str, Any]] = []
+        records: list[dict[str, Any]] = []
+        with self._cond:
+            saved = (dict(self._outcomes), dict(self._keys), dict(self._leases), list(self._releases),
+                     dict(self._telemetry), set(self._telemetry_keys), json.loads(json.dumps(self._stations)),
+                     self._outcome_posts)
+            telemetry = False
+            for message in messages:
+                try:
+                    if isinstance(message, ApiError):
+                        raise message
+                    kind, job_id, key, body = message
+                    if kind == "outcome":
+                        assert job_id is not None
+                        answer = self._judge_outcome(job_id, key, body)
+                        if answer is None:
+                            record = self._outcome_record(job_id, key, body)
+                            records.append(record)
+                            answer = self._remember_outcome(record)
+                    elif kind == "release":
+                        answer = self.release(station, body["job_ids"], body["reason"])
+                    else:
+                        answer, changed = self._telemetry_locked(station, key, body)
+                        telemetry = telemetry or changed
+                except ApiError as exc:
+                    results.append({"status": int(exc.status), "error": exc.code, "message": exc.message})
+                else:
+                    results.append({"status": 200, "answer": answer})
+            try:
+                if records:
+                    self._append_outcomes(records)  # the batch's one fsync
+                if telemetry:
+                    _write_json_atomically(self._stations_path, self._stations)
+            except OSError:
+                (self._outcomes, self._keys, self._leases, self._releases, self._telemetry, self._telemetry_keys,
+                 self._stations, self._outcome_posts) = saved
+                raise
+            self._outbox_batches += 1
+        for record in records:
+            log.info("outcome accepted", job_id=record["job_id"], status=record["outcome"]["status"],
+                     station=record["outcome"]["station"])
+        log.info("outbox batch", station=station, messages=len(messages), outcomes=len(records),
+                 refused=sum(1 for r in results if r["status"] != 200))
+        return results
 
     # telemetry and the simulator's own view
 
@@ -341,20 +416,26 @@ class IssuanceDesk:
         A repeated Idempotency-Key answers `replay: true` and changes nothing.
         """
         with self._cond:
-            if key in self._telemetry_keys:
-                return {"accepted": True, "replay": True}
-            self._telemetry_keys.add(key)
-            self._telemetry[station] = body
-            view = self._stations.setdefault(station, {"reports": 0, "recent": []})
-            view["reports"] += 1
-            view["last_at"] = body["at"]
-            view["received_at"] = _rfc3339(time.time())
-            if "printers" in body:
-                view["last_report"] = body
-            if body.get("alerts"):
-                view["recent"] = [*view["recent"], {"at": body["at"], "alerts": body["alerts"]}][-KEPT_REPORTS:]
-            _write_json_atomically(self._stations_path, self._stations)
-        return {"accepted": True, "replay": False}
+            answer, changed = self._telemetry_locked(station, key, body)
+            if changed:
+                _write_json_atomically(self._stations_path, self._stations)
+        return answer
+
+    def _telemetry_locked(self, station: str, key: str, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Under the lock: take a report into memory; the answer, and whether stations.json must be written."""
+        if key in self._telemetry_keys:
+            return {"accepted": True, "replay": True}, False
+        self._telemetry_keys.add(key)
+        self._telemetry[station] = body
+        view = self._stations.setdefault(station, {"reports": 0, "recent": []})
+        view["reports"] += 1
+        view["last_at"] = body["at"]
+        view["received_at"] = _rfc3339(time.time())
+        if "printers" in body:
+            view["last_report"] = body
+        if body.get("alerts"):
+            view["recent"] = [*view["recent"], {"at": body["at"], "alerts": body["alerts"]}][-KEPT_REPORTS:]
+        return {"accepted": True, "replay": False}, True
 
     # faults on request
 
@@ -385,6 +466,7 @@ class IssuanceDesk:
                 "leased": sum(1 for lease in self._leases.values() if lease.expires_at > now),
                 "outcomes": {job_id: o.body for job_id, o in self._outcomes.items()},
                 "outcome_posts": self._outcome_posts,
+                "outbox_batches": self._outbox_batches,
                 "telemetry": dict(self._telemetry),
                 "releases": list(self._releases),
                 "stations": json.loads(json.dumps(self._stations)),
@@ -440,6 +522,33 @@ def _idempotency_key(headers: Any) -> str:
     return key
 
 
+# Each kind of batched message: the schema of the body its own endpoint takes.
+_BATCH_BODIES = {"outcome": "Outcome", "release": "ReleaseRequest", "telemetry": "Telemetry", "alert": "Telemetry",
+                 "morning-report": "Telemetry"}
+
+
+def _batch_message(index: int, item: dict[str, Any]) -> tuple[str, str | None, str, dict[str, Any]] | ApiError:
+    """One message of a batch checked as its own endpoint checks its request (path, key, body):
+    (kind, job id, key, body), or the ApiError that endpoint would answer, for this message alone."""
+    where = f"messages.{index}"
+    kind, body, job_id = item["kind"], item["body"], item.get("job_id")
+    key = item["idempotency_key"].strip()
+    if not key:
+        return ApiError(HTTPStatus.BAD_REQUEST, "bad-request", f"{where}.idempotency_key must not be blank")
+    if kind == "outcome" and job_id is None:
+        return ApiError(HTTPStatus.BAD_REQUEST, "bad-request", f"{where}.job_id: an outcome names its job")
+    wrong = problem(body, _BATCH_BODIES[kind], f"{where}.body")
+    if wrong is not None:
+        return ApiError(HTTPStatus.BAD_REQUEST, "bad-request", wrong)
+    if kind == "release":
+        try:
+            _job_ids(body)
+            _text(body, "reason", f"{where}.body")
+        except ApiError as exc:
+            return exc
+    return kind, job_id if kind == "outcome" else None, key, body
+
+
 # HTTP
 
 
@@ -450,10 +559,11 @@ class _HttpServer(ThreadingHTTPServer):
     block_on_close = True
 
     def __init__(self, address: tuple[str, int], desk: IssuanceDesk, token: str,
-                 tls: ssl.SSLContext | None = None) -> None:
+                 tls: ssl.SSLContext | None = None, outbox_batch: bool = True) -> None:
         self.desk = desk
         self.token = token
         self.tls = tls
+        self.outbox_batch = outbox_batch
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
@@ -502,6 +612,7 @@ _ROUTES: list[Route] = [
     ("POST", re.compile(rf"/v1/stations/(?P<station>{_NAME})/leases/release"), "_release"),
     ("PUT", re.compile(rf"/v1/jobs/(?P<job_id>{_NAME})/outcome"), "_outcome"),
     ("POST", re.compile(rf"/v1/stations/(?P<station>{_NAME})/telemetry"), "_telemetry"),
+    ("POST", re.compile(rf"/v1/stations/(?P<station>{_NAME})/outbox"), "_outbox"),
     ("GET", re.compile(r"/v1/_sim/state"), "_state"),
     ("POST", re.compile(r"/v1/_sim/faults"), "_faults"),
     ("POST", re.compile(r"/v1/_sim/jobs"), "_inject"),
@@ -559,16 +670,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, method: str, path: str) -> tuple[Callable[[dict[str, str]], tuple[HTTPStatus, Any]], dict[str, str]]:
         path_known = False
-        for route_method, pattern, name in _ROUTES:
+        for route_method, pattern, name in self._routes():
             match = pattern.fullmatch(path)
             if match:
                 path_known = True
                 if route_method == method:
                     return getattr(self, name), match.groupdict()
         if path_known:
-            self._allow = ", ".join(m for m, pattern, _ in _ROUTES if pattern.fullmatch(path))
+            self._allow = ", ".join(m for m, pattern, _ in self._routes() if pattern.fullmatch(path))
             raise ApiError(HTTPStatus.METHOD_NOT_ALLOWED, "method-not-allowed", f"{method} is not allowed on {path}")
         raise ApiError(HTTPStatus.NOT_FOUND, "not-found", f"no such endpoint: {path[:100]}")
+
+    def _routes(self) -> list[Route]:
+        # An upstream from before deliverOutbox does not know its path: 404, as it would answer.
+        return _ROUTES if self.server.outbox_batch else [r for r in _ROUTES if r[2] != "_outbox"]
 
     def _misbehave(self) -> bool:
         """Act out the fault in force: True when the request must get no proper answer."""
@@ -673,6 +788,13 @@ class _Handler(BaseHTTPRequestHandler):
         key = _idempotency_key(self.headers)
         return HTTPStatus.OK, self.server.desk.record_telemetry(params["station"], key, body)
 
+    def _outbox(self, params: dict[str, str]) -> tuple[HTTPStatus, Any]:
+        batch = self._contract_body("OutboxBatch")  # 1..200 messages, each kind, key and body an object
+        messages = [_batch_message(i, item) for i, item in enumerate(batch["messages"])]
+        results = self.server.desk.record_batch(params["station"], messages)
+        keys = [item["idempotency_key"] for item in batch["messages"]]
+        return HTTPStatus.OK, {"results": [{"idempotency_key": key, **result} for key, result in zip(keys, results)]}
+
     def _state(self, params: dict[str, str]) -> tuple[HTTPStatus, Any]:
         return HTTPStatus.OK, self.server.desk.snapshot()
 
@@ -725,7 +847,8 @@ class UpstreamServer:
         )
         self.token = self.config.token or self._previous_token() or secrets.token_urlsafe(24)
         self._desk = IssuanceDesk(factory, state_dir / "outcomes.jsonl", self.config.lease_s, self.config.max_wait_s)
-        self._httpd = _HttpServer((self.config.host, self.config.port), self._desk, self.token, self._tls_context())
+        self._httpd = _HttpServer((self.config.host, self.config.port), self._desk, self.token, self._tls_context(),
+                                  outbox_batch=self.config.outbox_batch)
         host, port = self._httpd.server_address[:2]
         host = host.decode() if isinstance(host, bytes) else host
         self.url = f"{'https' if self.config.tls_cert else 'http'}://{host}:{port}"
@@ -814,6 +937,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-cert", type=Path, help="serve HTTPS with this PEM certificate (chain)")
     parser.add_argument("--tls-key", type=Path, help="the private key of --tls-cert")
     parser.add_argument("--client-ca", type=Path, help="require station certificates issued by this CA")
+    parser.add_argument("--no-outbox-batch", action="store_true",
+                        help="act as an upstream from before the batch endpoint (POST /v1/stations/ID/outbox: 404)")
 
 
 def config_from_args(args: argparse.Namespace) -> UpstreamConfig:
@@ -833,6 +958,7 @@ def config_from_args(args: argparse.Namespace) -> UpstreamConfig:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         client_ca=args.client_ca,
+        outbox_batch=not args.no_outbox_batch,
     )
 
 
