@@ -176,6 +176,48 @@ def test_every_request_of_the_agent_and_every_answer_of_the_server_fit_the_docum
     assert 409 in statuses and 200 in statuses
 
 
+def test_a_batch_of_the_outbox_and_its_answer_fit_the_document(server):
+    recording = Recording()
+    client = _client(server, recording)
+    try:
+        printed = {"station": "st-1", "status": "printed", "printed_at": "2026-11-29T10:00:00.000Z",
+                   "attempts": [{"n": 1, "printer": "p1", "result": "printed", "reason": None}]}
+        lease = client.lease(2, 0)
+        messages = [
+            ("outcome", "J-000001", "st-1:J-000001:outcome", printed),
+            ("outcome", "J-000001", "st-1:J-000001:outcome", printed),  # a replay
+            ("outcome", "J-000001", "st-1:J-000001:again", {**printed, "status": "failed"}),  # a conflict
+            ("outcome", "J-404", "st-1:J-404:outcome", printed),  # no such job
+            ("outcome", "J-000003", "st-1:J-000003:outcome", {"station": "st-1", "status": "rejected"}),  # no reason
+            ("release", None, "st-1:release:1", {"job_ids": [lease.jobs[1]["job_id"]], "reason": "not printed"}),
+            ("telemetry", None, "st-1:telemetry:1", {"at": "2026-11-29T10:00:00.000Z", "alerts": []}),
+            ("alert", None, "st-1:alert:1", {"at": "2026-11-29T10:00:01.000Z", "alerts": [{"kind": "job-held"}]}),
+        ]
+        results = client.deliver_batch(messages)
+    finally:
+        client.close()
+    assert [r.status for r in results] == [200, 200, 409, 404, 400, 200, 200, 200]
+    assert "contradicts" in results[2].error
+    (request, response), = [(r, a) for r, a in recording.exchanges if r.url.path.endswith("/outbox")]
+    assert operation("POST", request.url.path)[0]["operationId"] == "deliverOutbox"
+    check_request(request)
+    check_response(request, response)
+    assert response.json()["results"][1]["answer"] == {"accepted": True, "replay": True}
+
+
+def test_an_upstream_without_the_batch_endpoint_answers_404_in_the_contract_s_words(tmp_path):
+    old = UpstreamServer(ServerConfig(state_dir=tmp_path / "old", jobs=1, outbox_batch=False))
+    old.start()
+    try:
+        with httpx.Client(base_url=old.url, headers={"Authorization": f"Bearer {old.token}"}, timeout=10) as http:
+            response = http.post("/v1/stations/st-1/outbox", json={"messages": [
+                {"kind": "telemetry", "idempotency_key": "k", "body": {"at": "2026-11-29T10:00:00Z"}}]})
+    finally:
+        old.stop()
+    assert response.status_code == 404
+    check_response(response.request, response)
+
+
 @pytest.mark.parametrize("method, path, body, headers, status", [
     ("POST", "/v1/stations/st-1/leases", b"{not json", {}, 400),
     ("POST", "/v1/stations/st-1/leases", b'{"max": 0}', {}, 400),
@@ -185,6 +227,10 @@ def test_every_request_of_the_agent_and_every_answer_of_the_server_fit_the_docum
     ("PUT", "/v1/jobs/J-000001/outcome", b'{"station": "st-1", "status": "rejected"}', {"Idempotency-Key": "k"}, 400),
     ("POST", "/v1/stations/st-1/telemetry", b'{"at": "2026-11-29T10:00:00Z", "printers": [{"name": "p1"}]}',
      {"Idempotency-Key": "k"}, 400),
+    ("POST", "/v1/stations/st-1/outbox", b'{"messages": []}', {}, 400),
+    ("POST", "/v1/stations/st-1/outbox", b'{"messages": [{"kind": "parcel", "idempotency_key": "k", "body": {}}]}',
+     {}, 400),
+    ("PUT", "/v1/stations/st-1/outbox", b"{}", {}, 405),
     ("DELETE", "/v1/stations/st-1/leases", None, {}, 405),
     ("POST", "/v1/_sim/faults", b'{"mode": "melt"}', {}, 400),
 ])
