@@ -3,7 +3,11 @@
 Messages go in batches (deliverOutbox, docs/upstream.openapi.yaml): up to MAX_BATCH at a time,
 one request and one journal commit for the lot, each message with its own idempotency key and
 its own answer. An upstream without the batch endpoint (404 or 405 on it) gets each message on
-its own endpoint, one at a time, as before, and is asked again after BATCH_RETRY_S.
+its own endpoint, one at a time, as before, and is asked again after BATCH_RETRY_S; a batch
+refused whole for another reason (400, 413, ...) goes one message at a time, so each gets its
+own endpoint's verdict. Order: upstream handles a batch in order; only a message it answers
+"later" (5xx, or a status of RETRY_LATER, which the reference upstream never does per message)
+is kept and sent again after the ones behind it in that batch.
 """
 
 from __future__ import annotations
