@@ -11,11 +11,12 @@ from agent.ops.control_client import DEFAULT_CONFIG, add_commands
 
 
 def _run(args: argparse.Namespace) -> int:
-    from agent.core import logs
+    from agent.core import freed_memory, logs
     from agent.core.config import ConfigError, load_config
     from agent.journal import JournalError
     from agent.station.daemon import Station
 
+    freed_memory.share_arenas()  # before the daemon's threads start: a few heaps, not one a thread
     # Under systemd the output goes to journald: JSON lines, whether or not --log-json was given.
     logs.configure(json_output=args.log_json or logs.under_journald())
     try:

@@ -51,7 +51,7 @@ class RenderAhead:
             panels: Future[Prepared] = Future()
             with self._lock:
                 self._ready[job_id] = panels
-                while len(self._ready) > 2 * self.lookahead:  # bounded: a card's panels are ~2 MB
+                while len(self._ready) > self.lookahead:  # bounded: a card's panels are 2-3.5 MB
                     self._ready.popitem(last=False)[1].cancel()
             if not panels.set_running_or_notify_cancel():
                 continue  # dropped from the bound meanwhile
@@ -78,7 +78,7 @@ class RenderAhead:
         future.set_result(prepared)
         with self._lock:
             self._ready[job_id] = future  # the newest entry: the last the bound would drop
-            while len(self._ready) > 2 * self.lookahead:
+            while len(self._ready) > self.lookahead:
                 self._ready.popitem(last=False)[1].cancel()
 
     def close(self) -> None:
