@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -24,14 +24,16 @@ from simulators.upstream.authority import Authority
 from simulators.upstream.job_factory import JobFactory
 from tests.station_rig import wait_until
 from tests.in_process_reader import EncoderStation
-from tests.sim_printer_rig import running_printer
+from simulators.printer.machine import Fault
+from tests.sim_printer_rig import Rig, running_printer
 
 
 @contextmanager
 def pipeline(tmp_path: Path, *, jobs: int, blanks: int, spoil_first_chip: bool = False,
-             poison_first: bool = False) -> Iterator[tuple]:
+             poison_first: bool = False, trace: Callable[[Rig, str, bytes], None] | None = None) -> Iterator[tuple]:
     """A worker printing `jobs` signed jobs on printer p1 with `blanks` blanks in its hopper; with
-    `poison_first`, the first job's front image is not a PNG (as if intake had let it through)."""
+    `poison_first`, the first job's front image is not a PNG (as if intake had let it through);
+    `trace` sees every byte the worker sends ("tx", before it goes) and receives ("rx")."""
     pki = TestPki.create(tmp_path / "pki")
     factory = JobFactory(jobs, Authority.load_or_create(tmp_path / "authority"), pki.signer, seed=11)
     journal = Journal(tmp_path / "journal.db", "in-process")
@@ -60,6 +62,8 @@ def pipeline(tmp_path: Path, *, jobs: int, blanks: int, spoil_first_chip: bool =
             journal, Icao9303Profile(TrustAnchors.load([pki.csca_pem_path])),
             depth=2, card_wait_s=5.0, work=threading.Condition(), reader=station.host_reader(), link_opener=opener,
         )
+        if trace is not None:
+            worker.trace_sink = lambda direction, data: trace(rig, direction, data)
         stop = threading.Event()
         thread = threading.Thread(target=worker.run, args=(stop,), name="worker-p1")
         thread.start()
@@ -106,6 +110,35 @@ def test_a_job_whose_card_image_will_not_decode_fails_alone_and_spends_no_blank(
     assert journal_state_of(tmp_path, first) == JobState.FAILED
     assert [(c["bin"], c["document_number"]) for c in cards] == [("output", factory.specs[1].document_number)]
     assert state["hopper_remaining"] == 2  # the bad job never fed a blank
+
+
+def test_a_cover_opened_between_two_cards_is_caught_by_the_feed_and_spends_no_blank(tmp_path: Path) -> None:
+    # After a card that ended well the worker starts the next without a status read; the cover,
+    # opened on the printer just before the second feed is sent, must still stop that card.
+    feeds, replies, refused = [], bytearray(), threading.Event()
+
+    def open_the_cover_before_the_second_feed(rig: Rig, direction: str, data: bytes) -> None:
+        if direction == "tx" and data == b"\x1bSic\r":
+            feeds.append(data)
+            if len(feeds) == 2:
+                rig.printer.call(lambda: rig.printer.set_fault(Fault.COVER_OPEN, True))
+        elif direction == "rx" and len(feeds) == 2:
+            replies.extend(data)  # a reply may come in several chunks
+            if replies.startswith(b"COVER OPEN\r"):  # the guide's refusal, to the feed itself
+                refused.set()
+
+    with pipeline(tmp_path, jobs=2, blanks=4, trace=open_the_cover_before_the_second_feed) as (journal, rig, factory, _):
+        first, second = (s.job_id for s in factory.specs)
+        assert refused.wait(30), "the second feed was not refused with the cover open"
+        cards_while_open = rig.cards()
+        rig.printer.call(lambda: rig.printer.set_fault(Fault.COVER_OPEN, False))
+        wait_until(lambda: journal.job_state(second) == JobState.PRINTED, 30, "the second job printed once the cover closed")
+        assert journal.job_state(first) == JobState.PRINTED
+        cards = rig.cards()
+        state = rig.saved_state()
+    assert [c["document_number"] for c in cards_while_open] == [factory.specs[0].document_number]
+    assert [(c["bin"], c["document_number"]) for c in cards] == [("output", s.document_number) for s in factory.specs]
+    assert state["hopper_remaining"] == 2  # 4 loaded = 2 printed + 0 spoiled + 2 remaining, by the printer
 
 
 def journal_state_of(tmp_path: Path, job_id: str) -> JobState | None:

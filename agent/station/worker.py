@@ -20,6 +20,7 @@ from agent.chip.encoder_station import (DEFAULT_CARD_BUDGET_S, StationTimeouts, 
                                         failure_checks)
 from agent.chip.profile import ChipError, ChipExpectation, ChipFailure, ChipProfile
 from agent.core.config import PrinterConfig
+from agent.core import freed_memory
 from agent.core.printer_snapshot import PrinterSnapshot
 from agent.station.crashpoints import CrashPoint, reached
 from agent.core.limits import DEFAULT_LIMITS, JobLimits
@@ -83,6 +84,11 @@ class LinkOpener(Protocol):
 # Ribbon and counters for the status screen and telemetry: fresh enough at this age, and not
 # worth three queries between every two cards.
 COUNTERS_EVERY_S = 30.0
+# A card that just ended well vouches for the printer: the next card starts without the status
+# read (on a printer without status words, five queries on the path between two cards). The
+# feed's own refusal still tells a cover opened or a feeder emptied since; the ribbon left was
+# read with the card. Never longer than this without a full status read.
+VOUCHED_BY_LAST_CARD_S = 30.0
 STATUS_POLL_WHILE_PAUSED_S = 0.5
 # A condition no documented read shows (a hot head, a full bin, a jam) is learnt from the
 # refusal of the command it stops; that command is tried again after this long, then longer.
@@ -132,6 +138,8 @@ class PrinterWorker:
         # rejected with its own reason once the printer is ready, rather than as "interrupted".
         self._stuck: tuple[str, int, str, list[dict] | None] | None = None
         self._counters_due = 0.0
+        self._status_read_at = float("-inf")
+        self._vouched: int | None = None  # the card counter after the last card, when that card ended well
         self.job_settings = JobSettings(ribbon=config.ribbon, contrast=config.contrast)
         # Faults learnt from a refused command, kept until that command goes through.
         self._refused: frozenset[Fault] = frozenset()
@@ -155,21 +163,25 @@ class PrinterWorker:
                 if self.printer is None:
                     self._connect()
                     delay = 1.0
-                self._wait_until_ready(stop)
+                counter = self._vouched_by_last_card()
+                if counter is None:
+                    self._wait_until_ready(stop)
                 if self.reader_lost:
                     self._wait_for_reader(stop)
                 self._finish_stuck_reject()
                 if self.journal.active_jobs(self.name):
                     self._recover()  # a card was interrupted (fault, link): resolve it from evidence
+                    counter = None  # recovery may have moved a card
                 hold = "paused" if self.paused.is_set() else self.hold_reason()
                 if hold is not None:
                     self._set_view("stopped", (hold,))
                     with self.work:
                         self.work.wait(timeout=5.0)  # woken by resume and by new jobs
                     continue
-                with self.link_lock:
-                    assert self.printer is not None  # connected above
-                    counter = self.printer.card_count()
+                if counter is None:
+                    with self.link_lock:
+                        assert self.printer is not None  # connected above
+                        counter = self.printer.card_count()
                 claimed = self.journal.claim_next(self.name, card_counter=counter)
                 if claimed is None:
                     self._counters_due = 0.0  # idle: the next look at the printer refreshes its counters
@@ -186,6 +198,7 @@ class PrinterWorker:
                         raise
                     except Exception as exc:  # noqa: BLE001 - one job the station cannot handle ends that job, not the thread
                         self._poisoned(claimed, exc)
+                freed_memory.give_back()  # the card's buffers, freed by now, leave the resident size
             except CommandRejected as exc:
                 # Refused outside a card (a stuck card's reject, recovery): wait for the condition
                 # to clear, then try again.
@@ -254,6 +267,7 @@ class PrinterWorker:
         assert self.printer is not None
         with self.link_lock:
             status = self.printer.status()
+            self._status_read_at = time.monotonic()
             if time.monotonic() >= self._counters_due:
                 counters = self.printer.counters()
                 self.view.ribbon_left, self.view.card_counter = counters.ribbon_left, counters.cards
@@ -284,6 +298,15 @@ class PrinterWorker:
         self._set_view("stopped", (Fault.LINK_LOST.ipp_reason,), faults=(Fault.LINK_LOST.value,))
         log.error("printer-link-lost", printer=self.name, error=str(exc),
                   message=Fault.LINK_LOST.message(self.language), remedy=Fault.LINK_LOST.remedy(self.language))
+
+    def _vouched_by_last_card(self) -> int | None:
+        """Once, right after a card that ended well, and within VOUCHED_BY_LAST_CARD_S of the last
+        full status read: the card counter read with that card, which stands for the status read
+        and the counter read before the next claim. None: read them."""
+        counter, self._vouched = self._vouched, None
+        if counter is None or time.monotonic() - self._status_read_at >= VOUCHED_BY_LAST_CARD_S:
+            return None
+        return counter
 
     def _wait_until_ready(self, stop: threading.Event) -> None:
         """Pause while the printer reports a blocking fault; resume by itself when it clears."""
@@ -467,6 +490,7 @@ class PrinterWorker:
             self.journal.printed(job.job_id, claimed.attempt, cards)
         reached(CrashPoint.AFTER_PRINTED)
         self.view.printed += 1
+        self._vouched = cards
         log.info("card-printed", printer=self.name, job_id=job.job_id, attempt=claimed.attempt,
                  seconds=round(time.monotonic() - started, 2), stages_ms=clock.as_ms())
 
