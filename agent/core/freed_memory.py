@@ -4,8 +4,8 @@ Every card passes a few megabytes through the heap (decoded faces, colour planes
 the bytes sent to the printer). glibc keeps what Python frees for reuse, and after a run of
 cards of ~0.6 MB buffers its heaps hold tens of megabytes of free pages that the resident size
 still counts, growing with the cards printed (docs/BENCHMARKS.md). `malloc_trim(0)` returns the
-whole free pages of every arena to the kernel; after each card it costs well under a
-millisecond.
+whole free pages of every arena to the kernel in well under a millisecond: the render-ahead
+thread calls it before each render, and a worker when it finds nothing to print.
 
 Elsewhere than glibc (musl, macOS) there is nothing to call and this does nothing.
 """

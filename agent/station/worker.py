@@ -185,6 +185,7 @@ class PrinterWorker:
                 claimed = self.journal.claim_next(self.name, card_counter=counter)
                 if claimed is None:
                     self._counters_due = 0.0  # idle: the next look at the printer refreshes its counters
+                    freed_memory.give_back()  # idle: what the last cards freed leaves the resident size
                     self._set_view("idle")
                     with self.work:
                         self.work.wait(timeout=5.0)  # woken when intake adds jobs
@@ -198,7 +199,6 @@ class PrinterWorker:
                         raise
                     except Exception as exc:  # noqa: BLE001 - one job the station cannot handle ends that job, not the thread
                         self._poisoned(claimed, exc)
-                freed_memory.give_back()  # the card's buffers, freed by now, leave the resident size
             except CommandRejected as exc:
                 # Refused outside a card (a stuck card's reject, recovery): wait for the condition
                 # to clear, then try again.
@@ -413,8 +413,6 @@ class PrinterWorker:
         if not self._refused:
             self._set_view("processing", job_id=claimed.job_id)
         started = time.monotonic()
-        if self.render_ahead is not None:
-            self.render_ahead.prepare_next()  # the next cards render while this one is in the printer
         try:
             with clock.stage("render"):
                 prepared = self._prepared(claimed)
@@ -463,6 +461,10 @@ class PrinterWorker:
             reached(CrashPoint.AFTER_VERIFY)
             with clock.stage("journal"):
                 self.journal.advance(job.job_id, JobState.PRINTING)
+            if self.render_ahead is not None:
+                # The next cards render while this one's panels travel and print: not between two
+                # cards nor during the chip exchange, where the render's CPU would slow the card.
+                self.render_ahead.prepare_next()
             with clock.stage("panels"):
                 self._send_panels(panels)
             with clock.stage("journal"):

@@ -301,8 +301,9 @@ class Firmware:
         return self.printer.settings
 
     def _set(self, key: str, value: str) -> str:
-        self._settings.set(key, value)
-        self.printer.save()
+        if self._settings.get(key) != value:  # the vendor's driver sends the same settings every card
+            self._settings.set(key, value)
+            self.printer.save()
         return "OK"
 
     def _adjust(self, key: str, op: str, value: str | None, lo: int = -9999, hi: int = 99999) -> str:
