@@ -54,8 +54,7 @@ class RenderAhead:
             panels: Future[Prepared] = Future()
             with self._lock:
                 self._ready[job_id] = panels
-                while len(self._ready) > self.lookahead:  # bounded: a card's panels are 2-3.5 MB
-                    self._ready.popitem(last=False)[1].cancel()
+                self._drop_beyond_lookahead()
             if not panels.set_running_or_notify_cancel():
                 continue  # dropped from the bound meanwhile
             try:
@@ -81,8 +80,12 @@ class RenderAhead:
         future.set_result(prepared)
         with self._lock:
             self._ready[job_id] = future  # the newest entry: the last the bound would drop
-            while len(self._ready) > self.lookahead:
-                self._ready.popitem(last=False)[1].cancel()
+            self._drop_beyond_lookahead()
+
+    def _drop_beyond_lookahead(self) -> None:
+        # Bounded (call with the lock held): a card's panels are 2-3.5 MB; the oldest go first.
+        while len(self._ready) > self.lookahead:
+            self._ready.popitem(last=False)[1].cancel()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -139,7 +139,7 @@ class PrinterWorker:
         self._stuck: tuple[str, int, str, list[dict] | None] | None = None
         self._counters_due = 0.0
         self._status_read_at = float("-inf")
-        self._vouched: int | None = None  # the card counter after the last card, when that card ended well
+        self._counter_after_good_card: int | None = None  # read after a card that ended well
         self.job_settings = JobSettings(ribbon=config.ribbon, contrast=config.contrast)
         # Faults learnt from a refused command, kept until that command goes through.
         self._refused: frozenset[Fault] = frozenset()
@@ -267,8 +267,8 @@ class PrinterWorker:
         assert self.printer is not None
         with self.link_lock:
             status = self.printer.status()
-            self._status_read_at = time.monotonic()
-            if time.monotonic() >= self._counters_due:
+            self._status_read_at = now = time.monotonic()
+            if now >= self._counters_due:
                 counters = self.printer.counters()
                 self.view.ribbon_left, self.view.card_counter = counters.ribbon_left, counters.cards
                 self._counters_due = time.monotonic() + COUNTERS_EVERY_S
@@ -303,7 +303,7 @@ class PrinterWorker:
         """Once, right after a card that ended well, and within VOUCHED_BY_LAST_CARD_S of the last
         full status read: the card counter read with that card, which stands for the status read
         and the counter read before the next claim. None: read them."""
-        counter, self._vouched = self._vouched, None
+        counter, self._counter_after_good_card = self._counter_after_good_card, None
         if counter is None or time.monotonic() - self._status_read_at >= VOUCHED_BY_LAST_CARD_S:
             return None
         return counter
@@ -492,7 +492,7 @@ class PrinterWorker:
             self.journal.printed(job.job_id, claimed.attempt, cards)
         reached(CrashPoint.AFTER_PRINTED)
         self.view.printed += 1
-        self._vouched = cards
+        self._counter_after_good_card = cards
         log.info("card-printed", printer=self.name, job_id=job.job_id, attempt=claimed.attempt,
                  seconds=round(time.monotonic() - started, 2), stages_ms=clock.as_ms())
 
