@@ -123,17 +123,20 @@ def write_json_atomically(path: Path, value: Any) -> None:
     """Replace `path` with `value` as JSON so that readers see the old file or the new, never half.
 
     Each writing thread has a temporary file of its own: two threads saving at once (a fault
-    schedule and a command) must not rename each other's file away."""
+    schedule and a command) must not rename each other's file away.
+
+    No fsync: the virtual printer's memory must outlive its own process (a power cut here is
+    SIGKILL), and the kernel keeps what was written for that. A real printer keeps its state in
+    its own memory, not on the host's disk: fsyncs here would queue the agent's journal behind
+    them and count in the bench as the agent's time."""
     tmp = path.with_name(f"{path.name}.{threading.get_ident()}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(value, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
 class CardLog:
-    """`cards.jsonl`: one line per card that left a printer, on disk before the printer answers.
+    """`cards.jsonl`: one line per card that left a printer, written before the printer answers.
 
     With `pictures`, a card that received panels is rebuilt as `cards/<n>-<bin>.png` (n: its line
     number in cards.jsonl), named in its line as `png`; the file appears shortly after the line.
@@ -175,8 +178,7 @@ class CardLog:
         data = (json.dumps(line, separators=(",", ":")) + "\n").encode("utf-8")
         fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, data)
-            os.fsync(fd)
+            os.write(fd, data)  # in the kernel before the printer answers: it outlives a SIGKILL
         finally:
             os.close(fd)
 

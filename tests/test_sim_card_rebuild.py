@@ -47,7 +47,7 @@ def test_unpacking_reverses_the_packing_at_every_depth() -> None:
         assert levels.max() == top and levels.min() == 0
 
 
-def test_pictures_are_written_off_the_callers_thread(tmp_path: Path) -> None:
+def test_pictures_are_written_off_the_callers_path(tmp_path: Path) -> None:
     pictures = CardPictures()
     target = tmp_path / "cards" / "000001-output.png"
     started = time.monotonic()

@@ -4,20 +4,21 @@ The printer sees panels, not pictures: Y, M and C at their depth (ink levels), K
 bit a dot, each 648 dots x 1016 lines, the card turned a quarter clockwise, so the first dot
 of the first line is the card's bottom-left corner (docs/PROTOCOLS.md section 1, "Panels"). Putting them back together - subtractive colour, K on
 top, turned back - shows what the host really printed, so a wrong image or a wrong rotation is
-visible to a person and checkable by a test. `CardPictures` does it on a thread of its own so
-the printer never waits for a PNG encoder.
+visible to a person and checkable by a test. `CardPictures` does it in a process of its own
+(lowest priority), so neither the printer nor the host under test waits for a PNG encoder.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import queue
-import threading
+import multiprocessing
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 from PIL import Image
@@ -106,36 +107,57 @@ def rebuild_card(panels: Sequence[PanelLike]) -> bytes:
     return out.getvalue()
 
 
-@dataclass(frozen=True)
-class _Job:
-    path: Path
-    panels: tuple[PanelLike, ...]
+class _PlainPanel(NamedTuple):
+    """A panel as plain values, to cross into the pictures' process."""
+
+    side: str
+    panel: str
+    depth: int
+    data: bytes
 
 
 class CardPictures:
-    """Writes card pictures on its own thread. `close` waits for the pictures still queued."""
+    """Writes card pictures in a process of its own, at the lowest CPU priority. In a thread of
+    the simulator it held the GIL the printers' command threads need and took a core from the
+    host under test; a real printer spends none of the host's time drawing what it printed.
+    `close` waits for the pictures still queued."""
 
     def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="card-pictures", daemon=True)
-        self._thread.start()
+        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_lowest_priority)
 
     def submit(self, path: Path, panels: Sequence[PanelLike]) -> None:
         """Rebuild `panels` into `path` (a PNG) soon; never blocks the caller."""
-        self._queue.put(_Job(path, tuple(panels)))
+        plain = tuple(_PlainPanel(str(getattr(p.side, "value", p.side)), str(getattr(p.panel, "value", p.panel)),
+                                  p.depth, bytes(p.data)) for p in panels)
+        self._pool.submit(_write_picture, path, plain).add_done_callback(_log_failure)
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
+        self._pool.shutdown(wait=True)
 
-    def _run(self) -> None:
-        while (job := self._queue.get()) is not None:
-            try:
-                data = rebuild_card(job.panels)
-                tmp = job.path.with_name(job.path.name + ".tmp")
-                job.path.parent.mkdir(parents=True, exist_ok=True)
-                tmp.write_bytes(data)
-                tmp.replace(job.path)
-            except (OSError, ValueError) as e:
-                # A picture is an aid for people; the card log stays the witness.
-                log.warning("cannot rebuild the card picture %s: %s", job.path, e)
+
+def _lowest_priority() -> None:
+    os.nice(19)
+
+
+def _write_picture(path: Path, panels: tuple[_PlainPanel, ...]) -> str | None:
+    """In the pictures' process: the picture written, or why not."""
+    try:
+        data = rebuild_card(panels)
+        tmp = path.with_name(path.name + ".tmp")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except (OSError, ValueError) as e:
+        return f"cannot rebuild the card picture {path}: {e}"
+    return None
+
+
+def _log_failure(done: Future[str | None]) -> None:
+    # A picture is an aid for people; the card log stays the witness.
+    try:
+        problem = done.result()
+    except BrokenProcessPool as e:
+        problem = f"the card pictures' process stopped: {e}"
+    if problem is not None:
+        log.warning("%s", problem)

@@ -783,8 +783,9 @@ class Printer:
             raise PrinterRefused(Refusal.CARD_INSIDE)
         if self._state.card is None:
             self._state.side = Side.FRONT
+        # Not saved: nothing physical moved, and a sequence does not survive a power cycle
+        # (power_on closes it), so the state on disk is the same either way. The next save has it.
         self._state.sequence_open = True
-        self._save()
 
     def feed(self, station: Station) -> str:
         """`Sic`/`Sis`/`Si`/`Sib`: take one blank from the hopper to `station`; returns its serial.
