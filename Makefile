@@ -39,6 +39,7 @@ $(STAMP): pyproject.toml scripts/install-system-packages.sh
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m compileall -q agent drivers simulators  # as a package install would: no compiling at each start
 	touch $@
 
 pcscd: setup

@@ -11,6 +11,7 @@ from agent.ops.control_client import DEFAULT_CONFIG, add_commands
 
 
 def _run(args: argparse.Namespace) -> int:
+    _draw_on_no_terminal()
     from agent.core import freed_memory, logs
     from agent.core.config import ConfigError, load_config
     from agent.journal import JournalError
@@ -28,6 +29,13 @@ def _run(args: argparse.Namespace) -> int:
         print(f"printstation: {exc}", file=sys.stderr)
         return 1  # a journal that cannot be opened now may open later: the unit tries again
     return station.run()
+
+
+def _draw_on_no_terminal() -> None:
+    """The daemon draws no tables or progress bars: keep structlog from loading rich (and pygments)
+    for its console tracebacks, 3 MB the station would carry all day; plain tracebacks instead.
+    A None entry in sys.modules makes `import rich` fail as if it were not installed."""
+    sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
 
 
 EXIT_BAD_CONFIG = 78  # EX_CONFIG (sysexits.h); the unit's RestartPreventExitStatus names it

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import struct
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +38,7 @@ MAX_PNG_BYTES = 8 * 1024 * 1024
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _OVERLAY = b"\xff" * panel_size(2)
+_LINES_A_BLOCK = 64
 
 
 class CardImageError(Exception):
@@ -57,7 +59,9 @@ class _Face:
 
     def black(self) -> np.ndarray:
         """Near-black dots: the ones printed with K alone."""
-        return np.maximum(np.maximum(self.red, self.green), self.blue) <= K_THRESHOLD
+        brightest = np.maximum(self.red, self.green)
+        np.maximum(brightest, self.blue, out=brightest)
+        return brightest <= K_THRESHOLD
 
 
 @dataclass(frozen=True)
@@ -125,17 +129,22 @@ def _on_white(image: Image.Image) -> Image.Image:
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         white = Image.new("RGBA", image.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, image.convert("RGBA")).convert("RGB")
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")  # convert() would copy an RGB image
 
 
 def _colour_panels(face: _Face, depth: int) -> tuple[Panel, ...]:
     black = face.black()
-    coloured = ~black  # 1 where Y, M and C may put ink; K alone prints the near-black dots
+    coloured = np.logical_not(black).view(np.uint8)  # 1 where Y, M and C may put ink; K alone prints the near-black dots
     bits = DEPTH_BITS[depth]
     ink = _ink_table(bits)
+    level = np.empty_like(face.red)  # one buffer for the three panels' levels, filled in place
     panels = []
     for name, plane in (("y", face.blue), ("m", face.green), ("c", face.red)):
-        level = np.take(ink, plane) * coloured
+        # A block of lines at a time: take() turns its indices into 8-byte integers first.
+        for first in range(0, CARD_WIDTH, _LINES_A_BLOCK):
+            block = slice(first, first + _LINES_A_BLOCK)
+            np.take(ink, plane[block], out=level[block], mode="clip")  # "clip" writes straight into `level`
+        np.multiply(level, coloured, out=level)
         panels.append(Panel(name, depth, _pack(level, bits)))
     panels.append(Panel("k", 2, np.packbits(black).tobytes()))
     panels.append(Panel("o", 2, _OVERLAY))
@@ -160,9 +169,16 @@ def _ink_table(bits: int) -> np.ndarray:
 def _pack(levels: np.ndarray, bits: int) -> bytes:
     """Pack dots of `bits` bits each, MSB first, with no padding (8 dots make `bits` bytes)."""
     # Eight one-byte dots read as one big-endian word; squeeze each byte lane down to `bits`
-    # bits in place of 8, then keep the low 8 * bits bits of every word.
-    words = np.ascontiguousarray(levels).view(">u8").astype(np.uint64).ravel()
+    # bits in place of 8, then keep the low 8 * bits bits of every word. Every step writes into
+    # one of three word buffers: a card's render allocates (and faults in) little beyond its panels.
+    words = np.ascontiguousarray(levels).reshape(-1).view(">u8").astype(np.uint64)
     packed = np.zeros_like(words)
+    lane_value = np.empty_like(words)
     for lane in range(8):
-        packed |= ((words >> np.uint64(8 * lane)) & np.uint64(0xFF)) << np.uint64(bits * lane)
-    return packed.astype(">u8").view(np.uint8).reshape(-1, 8)[:, 8 - bits :].tobytes()
+        np.right_shift(words, np.uint64(8 * lane), out=lane_value)
+        np.bitwise_and(lane_value, np.uint64(0xFF), out=lane_value)
+        np.left_shift(lane_value, np.uint64(bits * lane), out=lane_value)
+        np.bitwise_or(packed, lane_value, out=packed)
+    if sys.byteorder == "little":
+        packed.byteswap(inplace=True)  # the words' bytes in big-endian order, as the panel goes out
+    return packed.view(np.uint8).reshape(-1, 8)[:, 8 - bits :].tobytes()

@@ -14,7 +14,6 @@ from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from agent.core import freed_memory
 from agent.station.card_render import CardPanels, render_card
 from agent.core.limits import DEFAULT_LIMITS, JobLimits
 from agent.upstream.job import Job, JobRejected, JobRejection, parse_job
@@ -45,8 +44,6 @@ class RenderAhead:
         self._pool.submit(self._prepare)
 
     def _prepare(self) -> None:
-        # Off the printers' path: the cards done since the last look freed their panels.
-        freed_memory.give_back()
         for job_id in self.journal.peek_printable(self.lookahead):
             with self._lock:
                 if job_id in self._ready:
