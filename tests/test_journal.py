@@ -114,7 +114,8 @@ def test_acknowledged_outcome_purges_personal_data(journal):
     journal.printed(c.job_id, c.attempt, 1)
     message = journal.outbox_next()
     journal.outbox_delivered(message.id)
-    assert journal._db.execute("SELECT payload FROM jobs WHERE job_id='J1'").fetchone()[0] is None
+    assert journal._db.execute("SELECT COUNT(*) FROM job_payloads WHERE job_id='J1'").fetchone()[0] == 0
+    assert journal.payload("J1") is None
     assert journal.outbox_next() is None
 
 
@@ -316,8 +317,9 @@ def test_a_journal_of_schema_2_gains_the_outbox_job_id_and_keeps_its_messages(tm
     assert message is not None and message.kind == "outcome" and message.job_id == "J-OLD"
     assert message.idempotency_key == "st-1:J-OLD:outcome"
     assert route(message.kind, "st-1", message.job_id) == ("PUT", "/v1/jobs/J-OLD/outcome")
+    assert journal.payload("J-OLD") == {"nik": "1"}, "migration 6 moves the job out of `jobs`, whole"
     journal.outbox_delivered(message.id)
-    assert journal._db.execute("SELECT payload FROM jobs WHERE job_id = 'J-OLD'").fetchone()[0] is None
+    assert journal._db.execute("SELECT COUNT(*) FROM job_payloads WHERE job_id = 'J-OLD'").fetchone()[0] == 0
     journal.close()
 
 
@@ -380,3 +382,46 @@ def test_a_held_job_is_decided_by_a_person_and_never_left_between(journal):
     outcomes = {m["job_id"]: m for m in journal.outbox_summary() if m["kind"] == "outcome"}
     assert set(outcomes) == {"H2", "H3"}  # the released one is not final: nothing claimed upstream yet
     assert journal.claim_next("p1", at=NOW).job_id == "H1", "printed again on a fresh blank"
+
+
+def test_the_commit_that_ends_a_card_can_claim_the_next_job_with_the_counter_it_read(journal):
+    add(journal, "J1")
+    add(journal, "J2")
+    c = journal.claim_next("p1", at=NOW, card_counter=7)
+    journal.fed(c.job_id, c.attempt, "p1", at=NOW)
+    nxt = journal.printed(c.job_id, c.attempt, 8, at=NOW, claim_next_for="p1")
+    assert journal.job_state("J1") == JobState.PRINTED
+    assert nxt is not None and nxt.job_id == "J2" and journal.job_state("J2") == JobState.FEEDING
+    [active] = journal.active_jobs("p1")
+    assert active.card_counter_before == 8, "the counter after this card is the evidence for the next feed"
+    assert journal.printed(nxt.job_id, nxt.attempt, 9, at=NOW, claim_next_for="p1") is None  # nothing left
+
+
+def test_facts_the_next_intent_carries_to_disk_leave_the_connection_at_full_sync(journal):
+    # fed and upstream's acknowledgements commit without waiting for the disk; the intents after
+    # them must still wait, so the connection goes back to FULL whether the transaction held or not.
+    add(journal)
+    c = journal.claim_next("p1", at=NOW)
+    journal.fed(c.job_id, c.attempt, "p1", at=NOW)
+    assert journal._db.execute("PRAGMA synchronous").fetchone()[0] == 2
+    with pytest.raises(RuntimeError):
+        with journal._tx(durable=False):
+            raise RuntimeError("a failure inside the transaction")
+    assert journal._db.execute("PRAGMA synchronous").fetchone()[0] == 2
+
+
+def test_a_card_state_change_does_not_write_the_job_again(journal):
+    # SQLite writes a row whole: the signed job (hundreds of KB of faces) lives in a row of its own,
+    # so a card's five state changes write a few pages to the WAL, not the job five times.
+    journal.add_leased("J1", {"job_id": "J1", "card": {"front_png": "A" * 400_000}},
+                       not_after=NOW + timedelta(days=2), lease_expires_at=NOW + timedelta(hours=1), priority=0, at=NOW)
+    journal._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    wal = journal.path.with_name(journal.path.name + "-wal")
+    assert wal.stat().st_size == 0
+    c = journal.claim_next("p1", at=NOW)
+    journal.fed(c.job_id, c.attempt, "p1", at=NOW)
+    journal.advance("J1", JobState.PRINTING, at=NOW)
+    journal.advance("J1", JobState.EJECTING, at=NOW)
+    journal.printed("J1", c.attempt, 1, at=NOW)
+    assert wal.stat().st_size < 200_000, f"{wal.stat().st_size} bytes of WAL for five state changes"
+    assert journal.payload("J1")["card"]["front_png"] == "A" * 400_000

@@ -30,7 +30,7 @@ def test_station_prints_through_an_outage_longer_than_an_hour_and_reports_everyt
         assert rig.journal_query(backlog_sql)[0][0] == jobs, "every result waits in the outbox, once"
         rig.start_upstream(port)  # the link returns
         rig.wait_for_outcomes(timeout=120)
-        wait_until(lambda: rig.journal_query("SELECT COUNT(*) FROM jobs WHERE payload IS NOT NULL")[0][0] == 0,
+        wait_until(lambda: rig.journal_query("SELECT COUNT(*) FROM job_payloads")[0][0] == 0,
                    30, "personal data purged once upstream acknowledged")
         rig.stop_agent()
         figures = rig.figures()

@@ -154,7 +154,7 @@ def test_a_message_refused_inside_a_batch_is_kept_and_marked_refused_the_others_
     assert rows["J-000002"][1] and "409" in rows["J-000002"][2] and "contradicts" in rows["J-000002"][2]
     assert rows["J-777777"][1] and "404" in rows["J-777777"][2]
     # Kept, with the personal data upstream never acknowledged.
-    held = {job for (job,) in journal._db.execute("SELECT job_id FROM jobs WHERE payload IS NOT NULL")}
+    held = {job for (job,) in journal._db.execute("SELECT job_id FROM job_payloads")}
     assert held == {"J-000002", "J-777777"}
     journal.close()
 
@@ -215,7 +215,7 @@ def test_agent_killed_after_upstream_recorded_a_batch_before_its_journal_commit_
         figures = rig.figures()
         records = recorded_jobs(rig)
         refused = rig.journal_query("SELECT COUNT(*) FROM outbox WHERE refused_at IS NOT NULL")[0][0]
-        payloads = rig.journal_query("SELECT COUNT(*) FROM jobs WHERE payload IS NOT NULL")[0][0]
+        payloads = rig.journal_query("SELECT COUNT(*) FROM job_payloads")[0][0]
     assert figures.clean and figures.kills == 1, figures
     assert records == Counter({f"J-{i:06d}": 1 for i in range(1, jobs + 1)}), "each outcome recorded exactly once"
     assert {o["status"] for o in state["outcomes"].values()} == {"printed"}

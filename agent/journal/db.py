@@ -69,11 +69,18 @@ class JournalDb:
             self._db.close()
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One transaction. `durable=False` for what may be lost in a power cut and done again
+        harmlessly (upstream's acknowledgements: the message goes again under its idempotency key):
+        its commit does not wait for the disk, so it does not hold the printers' commits behind
+        an fsync. The next durable commit writes it to disk along with its own (WAL)."""
         with self._lock:
             try:
+                if not durable:
+                    self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
+                self._synchronous_full()
                 raise JournalError(f"journal {self.path} cannot be written: {exc}") from exc
             try:
                 yield self._db
@@ -84,9 +91,18 @@ class JournalDb:
                 if isinstance(exc, sqlite3.Error):
                     raise JournalError(f"journal {self.path} cannot be written: {exc}") from exc
                 raise
+            finally:
+                if not durable:
+                    self._synchronous_full()
             if self._queued:
                 self._queued = False
                 self.outbox_ready.set()
+
+    def _synchronous_full(self) -> None:
+        try:
+            self._db.execute("PRAGMA synchronous=FULL")
+        except sqlite3.Error:
+            pass  # a connection that cannot take a pragma cannot commit either: the next write says so
 
     def _rollback(self) -> None:
         try:
@@ -111,3 +127,8 @@ class JournalDb:
         except sqlite3.Error as exc:
             raise JournalError(f"cannot read the journal {path}: {exc}") from exc
         return journal
+
+
+def purge_payload(db: sqlite3.Connection, job_id: str) -> None:
+    """The signed job (NIK, name, photo, chip image) leaves the station; secure_delete zeroes it."""
+    db.execute("DELETE FROM job_payloads WHERE job_id = ?", (job_id,))

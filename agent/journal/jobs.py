@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 from agent.journal.reasons import Because, Reason, reason_code
-from agent.journal.db import stamp, utcnow
+from agent.journal.db import purge_payload, stamp, utcnow
 from agent.journal.ledger import Ledger
 from agent.journal.outbox import Outbox
 
@@ -121,13 +121,13 @@ class JobBook(Outbox, Ledger):
         now = stamp(at or utcnow())
         with self._tx() as db:
             cur = db.execute(
-                "INSERT OR IGNORE INTO jobs(job_id, state, priority, not_after, lease_expires_at, payload, received_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (job_id, JobState.LEASED.value, priority, stamp(not_after), stamp(lease_expires_at),
-                 json.dumps(payload), now, now),
+                "INSERT OR IGNORE INTO jobs(job_id, state, priority, not_after, lease_expires_at, received_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (job_id, JobState.LEASED.value, priority, stamp(not_after), stamp(lease_expires_at), now, now),
             )
             if cur.rowcount == 0:
                 return False
+            db.execute("INSERT INTO job_payloads(job_id, payload) VALUES (?, ?)", (job_id, json.dumps(payload)))
             self._event(db, job_id, JobState.LEASED, now)
             return True
 
@@ -136,12 +136,13 @@ class JobBook(Outbox, Ledger):
         now = stamp(at or utcnow())
         with self._tx() as db:
             db.execute(
-                "INSERT OR IGNORE INTO jobs(job_id, state, priority, not_after, lease_expires_at, payload, received_at, updated_at)"
-                " VALUES (?, ?, 0, ?, ?, NULL, ?, ?)",
+                "INSERT OR IGNORE INTO jobs(job_id, state, priority, not_after, lease_expires_at, received_at, updated_at)"
+                " VALUES (?, ?, 0, ?, ?, ?, ?)",
                 (job_id, JobState.REJECTED.value, now, now, now, now),
             )
-            db.execute("UPDATE jobs SET state = ?, reason = ?, payload = NULL, updated_at = ? WHERE job_id = ?",
+            db.execute("UPDATE jobs SET state = ?, reason = ?, updated_at = ? WHERE job_id = ?",
                        (JobState.REJECTED.value, reason, now, job_id))
+            purge_payload(db, job_id)
             self._event(db, job_id, JobState.REJECTED, now, reason=reason, message=message)
             body = {"station": self.station, "status": "rejected", "reason": reason, "message": message, "attempts": []}
             self._enqueue(db, "outcome", f"{self.station}:{job_id}:outcome", body, now,
@@ -168,7 +169,8 @@ class JobBook(Outbox, Ledger):
             row = db.execute("SELECT state FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
             if row is None or row[0] != JobState.LEASED.value:
                 return False
-            db.execute("UPDATE jobs SET reason = ?, payload = NULL WHERE job_id = ?", (reason, job_id))
+            db.execute("UPDATE jobs SET reason = ? WHERE job_id = ?", (reason, job_id))
+            purge_payload(db, job_id)
             self._set_state(db, job_id, JobState.EXPIRED, now, reason=reason)
             return True
 
@@ -191,25 +193,27 @@ class JobBook(Outbox, Ledger):
         compares with, to know whether the feed that follows happened. Jobs whose lease or
         validity ran out are marked expired on the way.
         """
-        now_dt = at or utcnow()
-        now = stamp(now_dt)
+        now = stamp(at or utcnow())
         with self._tx() as db:
-            for job_id, lease_expires_at, not_after in db.execute(
-                "SELECT job_id, lease_expires_at, not_after FROM jobs WHERE state = ? ORDER BY priority DESC, received_at, job_id",
-                (JobState.LEASED.value,),
-            ).fetchall():
-                if lease_expires_at <= now or not_after <= now:
-                    reason = "lease-expired" if lease_expires_at <= now else "job-expired"
-                    self._finish(db, job_id, JobState.EXPIRED, now, reason=reason)
-                    continue
-                attempt = db.execute("SELECT COUNT(*) FROM attempts WHERE job_id = ?", (job_id,)).fetchone()[0] + 1
-                db.execute("UPDATE jobs SET printer = ? WHERE job_id = ?", (printer, job_id))
-                db.execute(
-                    "INSERT INTO attempts(job_id, n, printer, card_counter_before, started_at) VALUES (?, ?, ?, ?, ?)",
-                    (job_id, attempt, printer, card_counter, now),
-                )
-                self._set_state(db, job_id, JobState.FEEDING, now, printer=printer, attempt=attempt)
-                return ClaimedJob(job_id, attempt, printer)
+            return self._claim(db, printer, now, card_counter)
+
+    def _claim(self, db: sqlite3.Connection, printer: str, now: str, card_counter: int | None) -> ClaimedJob | None:
+        for job_id, lease_expires_at, not_after in db.execute(
+            "SELECT job_id, lease_expires_at, not_after FROM jobs WHERE state = ? ORDER BY priority DESC, received_at, job_id",
+            (JobState.LEASED.value,),
+        ).fetchall():
+            if lease_expires_at <= now or not_after <= now:
+                reason = "lease-expired" if lease_expires_at <= now else "job-expired"
+                self._finish(db, job_id, JobState.EXPIRED, now, reason=reason)
+                continue
+            attempt = db.execute("SELECT COUNT(*) FROM attempts WHERE job_id = ?", (job_id,)).fetchone()[0] + 1
+            db.execute("UPDATE jobs SET printer = ? WHERE job_id = ?", (printer, job_id))
+            db.execute(
+                "INSERT INTO attempts(job_id, n, printer, card_counter_before, started_at) VALUES (?, ?, ?, ?, ?)",
+                (job_id, attempt, printer, card_counter, now),
+            )
+            self._set_state(db, job_id, JobState.FEEDING, now, printer=printer, attempt=attempt)
+            return ClaimedJob(job_id, attempt, printer)
         return None
 
     def unclaim(self, job_id: str, attempt: int, reason: str | Because, at: datetime | None = None) -> None:
@@ -226,7 +230,10 @@ class JobBook(Outbox, Ledger):
         Without `lot`, the blank is counted against the oldest lot still in the feeder (first in, first out).
         """
         now = stamp(at or utcnow())
-        with self._tx() as db:
+        # Not durable by itself: the next intent (printing, or rejecting) is, and takes this with it.
+        # Lost in a power cut before that, the job reads `feeding` with the card inside, which
+        # recovery settles exactly as it settles `encoding`: fed, rejected, counted spoiled.
+        with self._tx(durable=False) as db:
             db.execute(
                 "INSERT INTO ledger(at, printer, lot, movement, quantity, job_id, attempt) VALUES (?, ?, ?, 'feed', -1, ?, ?)",
                 (now, printer, lot or self._lot_in_feeder(db, printer), job_id, attempt),
@@ -276,8 +283,13 @@ class JobBook(Outbox, Ledger):
             self._set_state(db, job_id, JobState.LEASED, now, retry_after=reason)
             return JobState.LEASED
 
-    def printed(self, job_id: str, attempt: int, card_counter: int | None, at: datetime | None = None) -> None:
-        """The card left through the output: the job is done, and upstream will hear of it."""
+    def printed(self, job_id: str, attempt: int, card_counter: int | None, at: datetime | None = None, *,
+                claim_next_for: str | None = None) -> ClaimedJob | None:
+        """The card left through the output: the job is done, and upstream will hear of it.
+
+        With `claim_next_for`, the same commit claims that printer's next job (as `claim_next`,
+        the counter after this card standing as the counter before the next): one wait for the
+        disk between two cards, not two. Returns the job claimed, if any."""
         now = stamp(at or utcnow())
         with self._tx() as db:
             db.execute(
@@ -285,6 +297,7 @@ class JobBook(Outbox, Ledger):
                 (card_counter, now, job_id, attempt),
             )
             self._finish(db, job_id, JobState.PRINTED, now)
+            return self._claim(db, claim_next_for, now, card_counter) if claim_next_for is not None else None
 
     def give_up(self, job_id: str, attempt: int, reason: str | Because, at: datetime | None = None) -> None:
         """The job cannot be printed at all (e.g. its card image is unusable); no blank was used."""
@@ -359,7 +372,7 @@ class JobBook(Outbox, Ledger):
             # Not printed and never will be here: the lease goes back, no outcome is claimed.
             self._enqueue(db, "release", f"{self.station}:{job_id}:release", {"job_ids": [job_id], "reason": reason or state.value}, now,
                           job_id=job_id)
-            db.execute("UPDATE jobs SET payload = NULL WHERE job_id = ?", (job_id,))
+            purge_payload(db, job_id)
             return
         status = "printed" if state is JobState.PRINTED else "failed"
         body: dict[str, Any] = {"station": self.station, "status": status, "attempts": attempts}

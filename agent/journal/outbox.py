@@ -10,7 +10,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from agent.journal.db import JournalDb, stamp, utcnow
+from agent.journal.db import JournalDb, purge_payload, stamp, utcnow
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,8 @@ class Outbox(JournalDb):
         (an acknowledged outcome ends the station's need for personal data), `refused` ones are
         kept but not resent (as `outbox_refused`), `failed` ones stay queued with their error."""
         now = stamp(at or utcnow())
-        with self._tx() as db:
+        # Not durable: lost in a power cut, the messages go again and upstream knows their keys.
+        with self._tx(durable=False) as db:
             for message_id in delivered:
                 db.execute("UPDATE outbox SET delivered_at = ? WHERE id = ?", (now, message_id))
                 row = db.execute("SELECT kind, job_id FROM outbox WHERE id = ?", (message_id,)).fetchone()
@@ -89,7 +90,7 @@ class Outbox(JournalDb):
                     job_id = row[1]
                     # Upstream has it: the signed job (NIK, name, photo, chip image) and the chip's
                     # checks go; the outcome's copy of the checks goes with them.
-                    db.execute("UPDATE jobs SET payload = NULL WHERE job_id = ?", (job_id,))
+                    purge_payload(db, job_id)
                     db.execute("UPDATE attempts SET checks = NULL WHERE job_id = ?", (job_id,))
                     db.execute("UPDATE outbox SET body = '{}' WHERE id = ?", (message_id,))
             for message_id, error in (refused or {}).items():

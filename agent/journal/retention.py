@@ -31,5 +31,6 @@ class Retention(JournalDb):
             )
             db.execute("DELETE FROM job_events WHERE job_id IN (SELECT job_id FROM purge)")
             db.execute("DELETE FROM attempts WHERE job_id IN (SELECT job_id FROM purge)")
+            db.execute("DELETE FROM job_payloads WHERE job_id IN (SELECT job_id FROM purge)")  # a refused outcome's job
             gone = db.execute("DELETE FROM jobs WHERE job_id IN (SELECT job_id FROM purge)").rowcount
         return gone

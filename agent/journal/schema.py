@@ -167,6 +167,17 @@ MIGRATIONS: list[str] = [
                 ON CONFLICT(printer, lot) DO UPDATE SET remaining = remaining + excluded.remaining;
         END;
     """,
+    # 6: the signed job in a table of its own. SQLite writes a row whole: with the job (~350 KB of
+    # card faces and chip image) in `jobs`, each of a card's five state changes wrote it again,
+    # and waited for the disk to take it. Purging personal data deletes the job's row here.
+    """
+    CREATE TABLE job_payloads (
+        job_id TEXT PRIMARY KEY REFERENCES jobs(job_id),
+        payload TEXT NOT NULL    -- the signed job, personal data included; deleted once purged
+    );
+    INSERT INTO job_payloads(job_id, payload) SELECT job_id, payload FROM jobs WHERE payload IS NOT NULL;
+    ALTER TABLE jobs DROP COLUMN payload;
+    """,
 ]
 
 

@@ -60,7 +60,7 @@ class Views(JournalDb):
     def subjects_held(self) -> list[dict]:
         """The `subject` of every job whose payload is still here: for scrubbing support bundles, never for output."""
         with self._lock:
-            rows = self._db.execute("SELECT payload FROM jobs WHERE payload IS NOT NULL").fetchall()
+            rows = self._db.execute("SELECT payload FROM job_payloads").fetchall()
         subjects = []
         for (payload,) in rows:
             try:
@@ -75,7 +75,7 @@ class Views(JournalDb):
         """The next printable jobs' ids in claim order, without claiming them (for rendering ahead)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT job_id FROM jobs WHERE state = ? AND payload IS NOT NULL"
+                "SELECT job_id FROM jobs j WHERE state = ? AND EXISTS (SELECT 1 FROM job_payloads p WHERE p.job_id = j.job_id)"
                 " ORDER BY priority DESC, received_at, job_id LIMIT ?", (JobState.LEASED.value, limit)
             ).fetchall()
         return [job_id for (job_id,) in rows]
@@ -83,7 +83,7 @@ class Views(JournalDb):
     def payload(self, job_id: str) -> dict | None:
         """A job as received, or None once purged."""
         with self._lock:
-            row = self._db.execute("SELECT payload FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+            row = self._db.execute("SELECT payload FROM job_payloads WHERE job_id = ?", (job_id,)).fetchone()
         return json.loads(row[0]) if row and row[0] else None
 
     def first_event_id_at(self, at: str) -> int | None:
@@ -100,9 +100,9 @@ class Views(JournalDb):
             db = self._db
             acked = "SELECT job_id FROM outbox WHERE kind = 'outcome' AND delivered_at IS NOT NULL"
             return {
-                "payloads_held": db.execute("SELECT COUNT(*) FROM jobs WHERE payload IS NOT NULL").fetchone()[0],
+                "payloads_held": db.execute("SELECT COUNT(*) FROM job_payloads").fetchone()[0],
                 "payloads_held_after_outcome_acknowledged": db.execute(
-                    f"SELECT COUNT(*) FROM jobs WHERE payload IS NOT NULL AND job_id IN ({acked})").fetchone()[0],
+                    f"SELECT COUNT(*) FROM job_payloads WHERE job_id IN ({acked})").fetchone()[0],
                 "chip_checks_held_after_outcome_acknowledged": db.execute(
                     f"SELECT COUNT(*) FROM attempts WHERE checks IS NOT NULL AND job_id IN ({acked})").fetchone()[0],
                 "outcomes_acknowledged": db.execute(

@@ -424,11 +424,11 @@ def _fill_journal(path: Path, jobs: int) -> None:
         for i in range(base, min(base + batch_rows, jobs)):
             at = (start + step * i).isoformat(timespec="milliseconds").replace("+00:00", "Z")
             job_id = f"H-{i:08d}"
-            job_rows.append((job_id, "printed", 0, at, at, "p1", None, None, at, at))
+            job_rows.append((job_id, "printed", 0, at, at, "p1", None, at, at))
             event_rows += [(job_id, at, "leased", None), (job_id, at, "encoding", None), (job_id, at, "printed", None)]
             attempt_rows.append((job_id, 1, "p1", 1, i, i + 1, "printed", None, None, at, at))
-        db.executemany("INSERT INTO jobs(job_id, state, priority, not_after, lease_expires_at, printer, reason, payload,"
-                       " received_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)", job_rows)
+        db.executemany("INSERT INTO jobs(job_id, state, priority, not_after, lease_expires_at, printer, reason,"
+                       " received_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?)", job_rows)
         db.executemany("INSERT INTO job_events(job_id, at, state, detail) VALUES (?,?,?,?)", event_rows)
         db.executemany("INSERT INTO attempts(job_id, n, printer, fed, card_counter_before, card_counter_after, result,"
                        " reason, checks, started_at, ended_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)", attempt_rows)
