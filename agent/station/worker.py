@@ -140,6 +140,8 @@ class PrinterWorker:
         self._counters_due = 0.0
         self._status_read_at = float("-inf")
         self._counter_after_good_card: int | None = None  # read after a card that ended well
+        self._claimed_ahead: ClaimedJob | None = None  # the next job, claimed in the commit that ended a card
+        self._stop = threading.Event()  # the station's, once run() has it
         self.job_settings = JobSettings(ribbon=config.ribbon, contrast=config.contrast)
         # Faults learnt from a refused command, kept until that command goes through.
         self._refused: frozenset[Fault] = frozenset()
@@ -158,38 +160,41 @@ class PrinterWorker:
 
     def run(self, stop: threading.Event) -> None:
         delay = 1.0
+        self._stop = stop
         while not stop.is_set():
             try:
-                if self.printer is None:
-                    self._connect()
-                    delay = 1.0
-                counter = self._vouched_by_last_card()
-                if counter is None:
-                    self._wait_until_ready(stop)
-                if self.reader_lost:
-                    self._wait_for_reader(stop)
-                self._finish_stuck_reject()
-                if self.journal.active_jobs(self.name):
-                    self._recover()  # a card was interrupted (fault, link): resolve it from evidence
-                    counter = None  # recovery may have moved a card
-                hold = "paused" if self.paused.is_set() else self.hold_reason()
-                if hold is not None:
-                    self._set_view("stopped", (hold,))
-                    with self.work:
-                        self.work.wait(timeout=5.0)  # woken by resume and by new jobs
-                    continue
-                if counter is None:
-                    with self.link_lock:
-                        assert self.printer is not None  # connected above
-                        counter = self.printer.card_count()
-                claimed = self.journal.claim_next(self.name, card_counter=counter)
+                claimed = self._take_claimed_ahead()
                 if claimed is None:
-                    self._counters_due = 0.0  # idle: the next look at the printer refreshes its counters
-                    freed_memory.give_back()  # idle: what the last cards freed leaves the resident size
-                    self._set_view("idle")
-                    with self.work:
-                        self.work.wait(timeout=5.0)  # woken when intake adds jobs
-                    continue
+                    if self.printer is None:
+                        self._connect()
+                        delay = 1.0
+                    counter = self._vouched_by_last_card()
+                    if counter is None:
+                        self._wait_until_ready(stop)
+                    if self.reader_lost:
+                        self._wait_for_reader(stop)
+                    self._finish_stuck_reject()
+                    if self.journal.active_jobs(self.name):
+                        self._recover()  # a card was interrupted (fault, link): resolve it from evidence
+                        counter = None  # recovery may have moved a card
+                    hold = "paused" if self.paused.is_set() else self.hold_reason()
+                    if hold is not None:
+                        self._set_view("stopped", (hold,))
+                        with self.work:
+                            self.work.wait(timeout=5.0)  # woken by resume and by new jobs
+                        continue
+                    if counter is None:
+                        with self.link_lock:
+                            assert self.printer is not None  # connected above
+                            counter = self.printer.card_count()
+                    claimed = self.journal.claim_next(self.name, card_counter=counter)
+                    if claimed is None:
+                        self._counters_due = 0.0  # idle: the next look at the printer refreshes its counters
+                        freed_memory.give_back()  # idle: what the last cards freed leaves the resident size
+                        self._set_view("idle")
+                        with self.work:
+                            self.work.wait(timeout=5.0)  # woken when intake adds jobs
+                        continue
                 with self.work:
                     self.work.notify_all()  # intake tops up the prefetch
                 with self.link_lock:
@@ -225,8 +230,29 @@ class PrinterWorker:
                 log.error("printer-paused", printer=self.name, fault=JOURNAL_UNWRITABLE, error=str(exc),
                           remedy="free space on the journal's disk or make it writable; printing resumes by itself")
                 stop.wait(2.0)
+        try:
+            self._take_claimed_ahead()  # stopping: a job claimed with the last card goes back unfed
+        except JournalError:
+            pass  # recovery at the next start finds it claimed, not fed, and sends it back the same way
         if self.printer is not None:
             self.printer.close()
+
+    def _take_claimed_ahead(self) -> ClaimedJob | None:
+        """The job the last card's commit claimed, unless the printer was paused or held, or the
+        station began to stop, since: then it goes back to wait, no byte having moved for it."""
+        claimed, self._claimed_ahead = self._claimed_ahead, None
+        if claimed is not None and (self._stop.is_set() or self.paused.is_set() or self.hold_reason() is not None):
+            self.journal.unclaim(claimed.job_id, claimed.attempt,
+                                 reason=Because(Reason.INTERRUPTED_BEFORE_FEED, "paused before its feed"))
+            return None
+        return claimed
+
+    def _may_claim_with_card(self) -> bool:
+        """Whether the commit that ends a good card may claim the next job too: nobody paused or
+        holds the printer, the station is not stopping, and that card stands for a status read
+        (the last full one within VOUCHED_BY_LAST_CARD_S), as it would before a claim of its own."""
+        return (not self._stop.is_set() and not self.paused.is_set() and self.hold_reason() is None
+                and time.monotonic() - self._status_read_at < VOUCHED_BY_LAST_CARD_S)
 
     def _connect(self) -> None:
         with self.link_lock:
@@ -489,10 +515,13 @@ class PrinterWorker:
             cards, ribbon_left = printer.card_count(), printer.ribbon_left()
         self.view.card_counter, self.view.ribbon_left = cards, ribbon_left
         with clock.stage("journal"):
-            self.journal.printed(job.job_id, claimed.attempt, cards)
+            # The next job's claim rides in the same commit when it may: one wait for the disk.
+            self._claimed_ahead = self.journal.printed(job.job_id, claimed.attempt, cards,
+                                                       claim_next_for=self.name if self._may_claim_with_card() else None)
         reached(CrashPoint.AFTER_PRINTED)
         self.view.printed += 1
-        self._counter_after_good_card = cards
+        # Claimed already, or else this card stands for the next claim's status and counter reads.
+        self._counter_after_good_card = cards if self._claimed_ahead is None else None
         log.info("card-printed", printer=self.name, job_id=job.job_id, attempt=claimed.attempt,
                  seconds=round(time.monotonic() - started, 2), stages_ms=clock.as_ms())
 
