@@ -154,8 +154,9 @@ class CardLog:
             png = None
             if self._pictures is not None and card.images:
                 png = f"cards/{self._lines:06d}-{card.bin.value}.png"
+            self._write(card, png)  # the line first: the witness does not wait on the picture
+            if png is not None and self._pictures is not None:
                 self._pictures.submit(self._path.parent / png, card.images)
-            self._write(card, png)
 
     def replay(self, line: dict[str, Any]) -> bool:
         """Append the line of a card whose departure the printer's state recorded but the log

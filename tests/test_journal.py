@@ -425,3 +425,13 @@ def test_a_card_state_change_does_not_write_the_job_again(journal):
     journal.printed("J1", c.attempt, 1, at=NOW)
     assert wal.stat().st_size < 200_000, f"{wal.stat().st_size} bytes of WAL for five state changes"
     assert journal.payload("J1")["card"]["front_png"] == "A" * 400_000
+
+
+def test_a_job_claimed_whose_feed_has_not_happened_is_no_card_in_the_printer(journal):
+    # The next card's claim rides in the commit that ends a card: between two cards the journal
+    # holds a `feeding` job whose feed the printer's counter shows has not happened yet.
+    add(journal)
+    journal.claim_next("p1", at=NOW, card_counter=5)
+    assert journal.cards_in_printer("p1", card_counter=5) == 0, "the counter has not moved: nothing fed"
+    assert journal.cards_in_printer("p1", card_counter=6) == 1, "it moved: the blank may be inside"
+    assert journal.cards_in_printer("p1") == 1, "without the printer's word, it may be"

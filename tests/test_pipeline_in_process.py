@@ -31,7 +31,7 @@ from tests.sim_printer_rig import Rig, running_printer
 @contextmanager
 def pipeline(tmp_path: Path, *, jobs: int, blanks: int, spoil_first_chip: bool = False,
              poison_first: bool = False, trace: Callable[[Rig, str, bytes], None] | None = None,
-             hold_reason: Callable[[Journal], str | None] | None = None) -> Iterator[tuple]:
+             hold_reason: Callable[[Journal, PrinterWorker], str | None] | None = None) -> Iterator[tuple]:
     """A worker printing `jobs` signed jobs on printer p1 with `blanks` blanks in its hopper; with
     `poison_first`, the first job's front image is not a PNG (as if intake had let it through);
     `trace` sees every byte the worker sends ("tx", before it goes) and receives ("rx");
@@ -67,7 +67,7 @@ def pipeline(tmp_path: Path, *, jobs: int, blanks: int, spoil_first_chip: bool =
         if trace is not None:
             worker.trace_sink = lambda direction, data: trace(rig, direction, data)
         if hold_reason is not None:
-            worker.hold_reason = lambda: hold_reason(journal)
+            worker.hold_reason = lambda: hold_reason(journal, worker)
         stop = threading.Event()
         thread = threading.Thread(target=worker.run, args=(stop,), name="worker-p1")
         thread.start()
@@ -153,33 +153,39 @@ def journal_state_of(tmp_path: Path, job_id: str) -> JobState | None:
         journal.close()
 
 
-def test_a_printer_held_as_its_card_ends_feeds_no_next_card_and_the_job_claimed_with_that_card_waits(tmp_path: Path) -> None:
-    # The commit that ends a good card claims the next job too. A hold that comes in between (here:
-    # as soon as the first job reads printed) must still stop that job before any byte moves for it.
-    hold = threading.Event()
-    hold.set()
+def test_a_printer_paused_as_its_card_ends_feeds_no_next_card_and_the_job_claimed_with_that_card_waits(tmp_path: Path) -> None:
+    # The commit that ends a good card claims the next job too. A pause that comes just before that
+    # commit (here: pressed while the first card is ejecting) must still stop that job before any
+    # byte moves for it.
+    pressed: list[PrinterWorker] = []
 
-    def held_once_the_first_job_printed(journal: Journal) -> str | None:
-        return "held by the test" if hold.is_set() and journal.job_state("J-000001") == JobState.PRINTED else None
+    def pause_while_the_first_card_ejects(journal: Journal, worker: PrinterWorker) -> str | None:
+        if not pressed and journal.job_state("J-000001") == JobState.EJECTING:
+            pressed.append(worker)
+            worker.paused.set()
+        return None
 
     def events(journal: Journal, job_id: str) -> list[tuple[str, str | None]]:
         return list(journal._db.execute("SELECT state, detail FROM job_events WHERE job_id = ? ORDER BY id", (job_id,)))
 
-    with pipeline(tmp_path, jobs=2, blanks=4, hold_reason=held_once_the_first_job_printed) as (journal, rig, factory, _):
+    with pipeline(tmp_path, jobs=2, blanks=4, hold_reason=pause_while_the_first_card_ejects) as (journal, rig, factory, _):
         first, second = (s.job_id for s in factory.specs)
         assert first == "J-000001"
         wait_until(lambda: len(events(journal, second)) >= 3, 30, "the second job claimed with the first card, then sent back")
-        cards_while_held = rig.cards()
-        state_while_held = rig.saved_state()
+        cards_while_paused = rig.cards()
+        state_while_paused = rig.saved_state()
         assert journal.job_state(second) == JobState.LEASED
-        hold.clear()
-        wait_until(lambda: journal.job_state(second) == JobState.PRINTED, 30, "the second job printed once the hold ended")
+        [worker] = pressed
+        worker.paused.clear()
+        with worker.work:
+            worker.work.notify_all()
+        wait_until(lambda: journal.job_state(second) == JobState.PRINTED, 30, "the second job printed once resumed")
         cards = rig.cards()
         second_events = events(journal, second)
     states = [state for state, _ in second_events]
     assert states[:3] == ["leased", "feeding", "leased"], second_events
     assert "interrupted-before-feed" in (second_events[2][1] or ""), second_events
-    # The printer is the witness: one card out while held, one blank gone from its hopper.
-    assert [c["document_number"] for c in cards_while_held] == [factory.specs[0].document_number]
-    assert state_while_held["hopper_remaining"] == 3
+    # The printer is the witness: one card out while paused, one blank gone from its hopper.
+    assert [c["document_number"] for c in cards_while_paused] == [factory.specs[0].document_number]
+    assert state_while_paused["hopper_remaining"] == 3
     assert [(c["bin"], c["document_number"]) for c in cards] == [("output", s.document_number) for s in factory.specs]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -56,3 +58,16 @@ def test_pictures_are_written_off_the_callers_path(tmp_path: Path) -> None:
     pictures.close()
     assert submitted < 2.0, "submit returns without waiting for the picture"
     assert Image.open(target).size == (1016, 648)
+
+
+def test_the_pictures_process_outlives_the_stop_signal_until_its_queue_is_written(tmp_path: Path) -> None:
+    # The simulator's stop (SIGTERM) reaches its whole process group; the pictures still queued
+    # must be written when the simulator closes them, not lost with a killed process.
+    pictures = CardPictures()
+    targets = [tmp_path / "cards" / f"00000{n}-output.png" for n in (1, 2)]
+    for target in targets:
+        pictures.submit(target, as_printer_received(card_png((10, 200, 10)), 64))
+    for pid in pictures._pool._processes:  # type: ignore[attr-defined]
+        os.kill(pid, signal.SIGTERM)
+    pictures.close()
+    assert all(Image.open(t).size == (1016, 648) for t in targets)

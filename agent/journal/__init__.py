@@ -1,4 +1,5 @@
-"""The journal: the station's single source of truth, in SQLite (WAL, synchronous=FULL).
+"""The journal: the station's single source of truth, in SQLite (WAL, synchronous=FULL for every
+intent; `fed` and acknowledgements ride to disk with the next one, see JournalDb._tx).
 
 Every job transition is an appended event; the job row keeps the current state in step, in
 the same transaction. The blank ledger is append-only. Messages for upstream go into the

@@ -1,4 +1,5 @@
-"""The journal's one connection: SQLite in WAL with synchronous=FULL, one writer under one lock.
+"""The journal's one connection: SQLite in WAL with synchronous=FULL (two kinds of commit do not
+wait for the disk: see `_tx`), one writer under one lock.
 
 Every part of the journal (jobs, ledger, outbox, views, retention) writes through `_tx`, so a
 change and the message that reports it commit together or not at all.
@@ -70,10 +71,11 @@ class JournalDb:
 
     @contextmanager
     def _tx(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
-        """One transaction. `durable=False` for what may be lost in a power cut and done again
-        harmlessly (upstream's acknowledgements: the message goes again under its idempotency key):
-        its commit does not wait for the disk, so it does not hold the printers' commits behind
-        an fsync. The next durable commit writes it to disk along with its own (WAL)."""
+        """One transaction. `durable=False` for what a power cut may lose harmlessly: `fed` (the
+        next intent carries it to disk; recovery settles a lost one from the card inside and the
+        counter) and acknowledgements (the message goes again under its idempotency key). Its
+        commit does not wait for the disk, so it does not hold the printers' commits behind an
+        fsync; the next durable commit writes it to disk along with its own (WAL)."""
         with self._lock:
             try:
                 if not durable:
@@ -99,10 +101,15 @@ class JournalDb:
                 self.outbox_ready.set()
 
     def _synchronous_full(self) -> None:
+        """Back to FULL after a transaction that did not wait for the disk. Raises JournalError if
+        the connection stays otherwise: every later intent would silently not wait either."""
         try:
             self._db.execute("PRAGMA synchronous=FULL")
-        except sqlite3.Error:
-            pass  # a connection that cannot take a pragma cannot commit either: the next write says so
+            level = self._db.execute("PRAGMA synchronous").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal {self.path}: cannot go back to synchronous=FULL: {exc}") from exc
+        if level != 2:
+            raise JournalError(f"journal {self.path}: synchronous is {level} after a transaction, not FULL (2)")
 
     def _rollback(self) -> None:
         try:

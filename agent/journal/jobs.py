@@ -394,10 +394,10 @@ class JobBook(Outbox, Ledger):
             ).fetchall()
         return [ActiveJob(job_id, JobState(state), printer, n, counter) for job_id, state, n, counter in rows]
 
-    def cards_in_printer(self, printer: str) -> int:
-        """Jobs of `printer` whose card may be inside it now (0 or 1 when all is well)."""
-        with self._lock:
-            return self._db.execute(
-                f"SELECT COUNT(*) FROM jobs WHERE printer = ? AND state IN ({','.join('?' * len(IN_PRINTER))})",
-                (printer, *[s.value for s in IN_PRINTER]),
-            ).fetchone()[0]
+    def cards_in_printer(self, printer: str, card_counter: int | None = None) -> int:
+        """Jobs of `printer` whose card may be inside it now (0 or 1 when all is well). With the
+        printer's `card_counter`, a job claimed whose feed has not happened (`feeding`, the counter
+        where the claim read it: the next card's claim rides in the commit that ends a card) is not."""
+        return sum(1 for job in self.active_jobs(printer)
+                   if not (job.state is JobState.FEEDING and card_counter is not None
+                           and job.card_counter_before == card_counter))

@@ -280,7 +280,7 @@ def against_printer(journal: Journal, evidence: PrinterEvidence) -> list[Disagre
     if evidence.feeder_empty is False and remaining <= 0:
         found.append(Disagreement(name, None, "feeder-has-blanks-ledger-empty", "do-count-and-adjust"))
         journal.record_discrepancy(name, "feeder-has-blanks-ledger-empty", remaining, "the feeder has blanks")
-    in_printer = journal.cards_in_printer(name)
+    in_printer = journal.cards_in_printer(name, evidence.card_counter)
     if evidence.card_inside is not None and evidence.card_inside != (in_printer > 0):
         found.append(Disagreement(name, None, "card-inside-unexpected" if evidence.card_inside else "card-missing",
                                   "do-start-service", {"in_printer": in_printer}))

@@ -27,7 +27,7 @@ class CrashPoint(StrEnum):
     MID_PANELS = "mid-panels"                                     # the first panel printed, more to come
     BEFORE_EJECT = "before-eject"                                 # ejecting intent written, `Se` not sent
     AFTER_EJECT_BEFORE_JOURNAL = "after-eject-before-journal"     # card in the output, not yet recorded
-    AFTER_PRINTED = "after-printed"                               # recorded printed, outcome not delivered
+    AFTER_PRINTED = "after-printed"                               # recorded printed (the next job claimed with it), outcome not delivered
     BEFORE_REJECT = "before-reject"                               # rejecting intent written, `Ser` not sent
     AFTER_REJECT_BEFORE_JOURNAL = "after-reject-before-journal"   # card in the reject box, not yet recorded
     # The outbox sender, not the card pipeline: upstream has answered a batch, the journal does not know yet.

@@ -4,7 +4,8 @@
 - the final eject was sent and no card is inside -> the card left through the output: printed;
 - the reject was sent and no card is inside -> the card is in the reject box: spoiled;
 - a feed was intended, no card is inside and the card counter did not move (or the feed was
-  never sent) -> nothing was fed, the job waits for its turn again;
+  never sent) -> nothing was fed, the job waits for its turn again; if it moved, the blank is
+  counted fed before the job is held;
 - anything else cannot be proved -> held, for a person to decide. Never a reprint without proof.
 """
 
@@ -48,5 +49,9 @@ def _resolve(journal: Journal, printer: EvolisPrinter, job: ActiveJob) -> str:
                                           or printer.counters().cards == job.card_counter_before):
         journal.unclaim(job.job_id, job.attempt, reason=Reason.INTERRUPTED_BEFORE_FEED)
         return JobState.LEASED.value
+    if job.state is JobState.FEEDING:
+        # The counter moved: a blank left the hopper, whatever became of it (`fed` is not durable
+        # by itself; lost in a power cut, the ledger would be a blank short).
+        journal.fed(job.job_id, job.attempt, job.printer)
     journal.hold(job.job_id, f"no card inside after '{job.state.value}': cannot prove where the card went")
     return JobState.HELD.value

@@ -238,14 +238,16 @@ class PrinterWorker:
             self.printer.close()
 
     def _take_claimed_ahead(self) -> ClaimedJob | None:
-        """The job the last card's commit claimed, unless the printer was paused or held, or the
-        station began to stop, since: then it goes back to wait, no byte having moved for it."""
+        """The job the last card's commit claimed, unless the operator paused the printer or the
+        station began to stop since: then it goes back to wait, no byte having moved for it. (The
+        station's own holds were asked just before that commit; asked again now, a batch's target
+        would count this very claim as a card in the printer.)"""
         claimed, self._claimed_ahead = self._claimed_ahead, None
-        if claimed is not None and (self._stop.is_set() or self.paused.is_set() or self.hold_reason() is not None):
-            self.journal.unclaim(claimed.job_id, claimed.attempt,
-                                 reason=Because(Reason.INTERRUPTED_BEFORE_FEED, "paused before its feed"))
-            return None
-        return claimed
+        if claimed is None or not (self._stop.is_set() or self.paused.is_set()):
+            return claimed
+        why = "the station stopped before its feed" if self._stop.is_set() else "paused before its feed"
+        self.journal.unclaim(claimed.job_id, claimed.attempt, reason=Because(Reason.INTERRUPTED_BEFORE_FEED, why))
+        return None
 
     def _may_claim_with_card(self) -> bool:
         """Whether the commit that ends a good card may claim the next job too: nobody paused or

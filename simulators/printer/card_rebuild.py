@@ -5,15 +5,17 @@ bit a dot, each 648 dots x 1016 lines, the card turned a quarter clockwise, so t
 of the first line is the card's bottom-left corner (docs/PROTOCOLS.md section 1, "Panels"). Putting them back together - subtractive colour, K on
 top, turned back - shows what the host really printed, so a wrong image or a wrong rotation is
 visible to a person and checkable by a test. `CardPictures` does it in a process of its own
-(lowest priority), so neither the printer nor the host under test waits for a PNG encoder.
+(low priority), so neither the printer nor the host under test waits for a PNG encoder.
 """
 
 from __future__ import annotations
 
+import ctypes
 import io
 import logging
 import multiprocessing
 import os
+import signal
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -117,27 +119,65 @@ class _PlainPanel(NamedTuple):
 
 
 class CardPictures:
-    """Writes card pictures in a process of its own, at the lowest CPU priority. In a thread of
-    the simulator it held the GIL the printers' command threads need and took a core from the
-    host under test; a real printer spends none of the host's time drawing what it printed.
-    `close` waits for the pictures still queued."""
+    """Writes card pictures in a process of its own, at a low CPU priority. In a thread of the
+    simulator it held the GIL the printers' command threads need and took a core from the host
+    under test; a real printer spends none of the host's time drawing what it printed.
+    `close` waits for the pictures still queued (at normal priority, where the system allows it).
+    The process ignores SIGTERM and SIGINT (the simulator's stop reaches its whole process group:
+    the simulator closes it) and dies with the simulator if that is killed."""
 
     def __init__(self) -> None:
         self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=_lowest_priority)
+                                         initializer=_picture_process)
+        # Started now, not on a printer's thread at the first card; with the stop signals blocked,
+        # which the new process inherits until it ignores them (a stop meanwhile waits, not kills).
+        stops = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            self._pool.submit(int)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, stops)
 
     def submit(self, path: Path, panels: Sequence[PanelLike]) -> None:
         """Rebuild `panels` into `path` (a PNG) soon; never blocks the caller."""
         plain = tuple(_PlainPanel(str(getattr(p.side, "value", p.side)), str(getattr(p.panel, "value", p.panel)),
                                   p.depth, bytes(p.data)) for p in panels)
-        self._pool.submit(_write_picture, path, plain).add_done_callback(_log_failure)
+        try:
+            self._pool.submit(_write_picture, path, plain).add_done_callback(_log_failure)
+        except (BrokenProcessPool, RuntimeError) as e:  # the process is gone, or closing
+            log.warning("cannot rebuild the card picture %s: %s", path, e)
 
     def close(self) -> None:
+        for pid in getattr(self._pool, "_processes", {}) or {}:
+            try:
+                os.setpriority(os.PRIO_PROCESS, pid, 0)  # the pictures still queued, at full speed
+            except OSError:
+                pass  # not allowed to raise a priority here, or gone: they finish at the low one
         self._pool.shutdown(wait=True)
 
 
-def _lowest_priority() -> None:
-    os.nice(19)
+PICTURE_NICENESS = 10
+
+
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+def _picture_process() -> None:
+    for stop in _STOP_SIGNALS:
+        signal.signal(stop, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+    _die_with_parent()
+    os.nice(PICTURE_NICENESS)
+
+
+def _die_with_parent() -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # not Linux: a killed simulator leaves the process waiting on its queue until it closes
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def _write_picture(path: Path, panels: tuple[_PlainPanel, ...]) -> str | None:
