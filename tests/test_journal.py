@@ -397,7 +397,7 @@ def test_the_commit_that_ends_a_card_can_claim_the_next_job_with_the_counter_it_
     assert journal.printed(nxt.job_id, nxt.attempt, 9, at=NOW, claim_next_for="p1") is None  # nothing left
 
 
-def test_facts_the_next_intent_carries_to_disk_leave_the_connection_at_full_sync(journal):
+def test_a_commit_that_does_not_wait_for_the_disk_leaves_the_connection_at_full_sync(journal):
     # fed and upstream's acknowledgements commit without waiting for the disk; the intents after
     # them must still wait, so the connection goes back to FULL whether the transaction held or not.
     add(journal)

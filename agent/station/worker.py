@@ -168,32 +168,8 @@ class PrinterWorker:
                     if self.printer is None:
                         self._connect()
                         delay = 1.0
-                    counter = self._vouched_by_last_card()
-                    if counter is None:
-                        self._wait_until_ready(stop)
-                    if self.reader_lost:
-                        self._wait_for_reader(stop)
-                    self._finish_stuck_reject()
-                    if self.journal.active_jobs(self.name):
-                        self._recover()  # a card was interrupted (fault, link): resolve it from evidence
-                        counter = None  # recovery may have moved a card
-                    hold = "paused" if self.paused.is_set() else self.hold_reason()
-                    if hold is not None:
-                        self._set_view("stopped", (hold,))
-                        with self.work:
-                            self.work.wait(timeout=5.0)  # woken by resume and by new jobs
-                        continue
-                    if counter is None:
-                        with self.link_lock:
-                            assert self.printer is not None  # connected above
-                            counter = self.printer.card_count()
-                    claimed = self.journal.claim_next(self.name, card_counter=counter)
+                    claimed = self._claim_when_ready(stop)
                     if claimed is None:
-                        self._counters_due = 0.0  # idle: the next look at the printer refreshes its counters
-                        freed_memory.give_back()  # idle: what the last cards freed leaves the resident size
-                        self._set_view("idle")
-                        with self.work:
-                            self.work.wait(timeout=5.0)  # woken when intake adds jobs
                         continue
                 with self.work:
                     self.work.notify_all()  # intake tops up the prefetch
@@ -236,6 +212,37 @@ class PrinterWorker:
             pass  # recovery at the next start finds it claimed, not fed, and sends it back the same way
         if self.printer is not None:
             self.printer.close()
+
+    def _claim_when_ready(self, stop: threading.Event) -> ClaimedJob | None:
+        """The next job, claimed once the printer is ready, no card is left to settle and nothing
+        holds the printer; None after waiting when there is nothing to do yet."""
+        counter = self._vouched_by_last_card()
+        if counter is None:
+            self._wait_until_ready(stop)
+        if self.reader_lost:
+            self._wait_for_reader(stop)
+        self._finish_stuck_reject()
+        if self.journal.active_jobs(self.name):
+            self._recover()  # a card was interrupted (fault, link): resolve it from evidence
+            counter = None  # recovery may have moved a card
+        hold = "paused" if self.paused.is_set() else self.hold_reason()
+        if hold is not None:
+            self._set_view("stopped", (hold,))
+            with self.work:
+                self.work.wait(timeout=5.0)  # woken by resume and by new jobs
+            return None
+        if counter is None:
+            with self.link_lock:
+                assert self.printer is not None  # connected above
+                counter = self.printer.card_count()
+        claimed = self.journal.claim_next(self.name, card_counter=counter)
+        if claimed is None:
+            self._counters_due = 0.0  # idle: the next look at the printer refreshes its counters
+            freed_memory.give_back()  # idle: what the last cards freed leaves the resident size
+            self._set_view("idle")
+            with self.work:
+                self.work.wait(timeout=5.0)  # woken when intake adds jobs
+        return claimed
 
     def _take_claimed_ahead(self) -> ClaimedJob | None:
         """The job the last card's commit claimed, unless the operator paused the printer or the
