@@ -11,7 +11,7 @@ from agent.ops.control_client import DEFAULT_CONFIG, add_commands
 
 
 def _run(args: argparse.Namespace) -> int:
-    _draw_on_no_terminal()
+    _leave_out_what_the_daemon_never_runs()
     from agent.core import freed_memory, logs
     from agent.core.config import ConfigError, load_config
     from agent.journal import JournalError
@@ -31,11 +31,16 @@ def _run(args: argparse.Namespace) -> int:
     return station.run()
 
 
-def _draw_on_no_terminal() -> None:
-    """The daemon draws no tables or progress bars: keep structlog from loading rich (and pygments)
-    for its console tracebacks, 3 MB the station would carry all day; plain tracebacks instead.
-    A None entry in sys.modules makes `import rich` fail as if it were not installed."""
-    sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
+def _leave_out_what_the_daemon_never_runs() -> None:
+    """Libraries other packages load only because they are installed, which the daemon never uses,
+    and would carry all day: rich (structlog's console tracebacks, 3 MB; the daemon draws no tables
+    and writes plain tracebacks), httpx's command-line client (pygments, 1 MB) and trio (httpcore's
+    locks for trio event loops, 2.7 MB; the station's HTTP client is synchronous and its page runs
+    on asyncio; selenium, a test tool, installs it). A None entry in sys.modules makes an import
+    fail as if the package were not installed, which is what those packages expect of a missing
+    one (tests/test_daemon_imports.py reads the interpreter's import log of a running daemon)."""
+    for unused in ("rich", "httpx._main", "trio"):
+        sys.modules.setdefault(unused, None)  # type: ignore[arg-type]
 
 
 EXIT_BAD_CONFIG = 78  # EX_CONFIG (sysexits.h); the unit's RestartPreventExitStatus names it

@@ -2,6 +2,11 @@
 value's type. A key the station does not know is refused (with the nearest known one), a value of
 the wrong type names the type wanted; what a value means (a file that must exist, a range, a URL)
 is checked by agent/core/config.py.
+
+The schema uses five keywords (type, properties, additionalProperties, items and $schema), judged
+here by a walker of a few lines, as JSON Schema 2020-12 defines them: a validator library would add
+~3 MB to the daemon for one look at one file (tests/test_config_check.py holds the walker to the
+jsonschema package's verdict).
 """
 
 from __future__ import annotations
@@ -10,8 +15,6 @@ import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-
-from jsonschema import Draft202012Validator
 
 _TEXT: dict[str, Any] = {"type": "string"}
 _WHOLE: dict[str, Any] = {"type": "integer"}
@@ -57,7 +60,52 @@ STATION_SCHEMA: dict[str, Any] = {
     }),
 }
 
-_VALIDATOR = Draft202012Validator(STATION_SCHEMA)
+
+
+@dataclass(frozen=True)
+class SchemaError:
+    """One value the schema refuses: `keyword` is "type" or "additionalProperties"."""
+
+    path: tuple[str | int, ...]
+    keyword: str
+    schema: dict[str, Any]
+    instance: object
+
+
+def _is_integer(value: object) -> bool:
+    # 2020-12: a number with no fractional part is an integer, 3.0 as well as 3.
+    return (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, float) and value.is_integer())
+
+
+_IS_TYPE = {
+    "string": lambda v: isinstance(v, str),
+    "integer": _is_integer,
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "array": lambda v: isinstance(v, list),
+    "object": lambda v: isinstance(v, dict),
+}
+
+
+def schema_errors(schema: dict[str, Any], instance: object,
+                  path: tuple[str | int, ...] = ()) -> Iterator[SchemaError]:
+    """Every place `instance` breaks `schema` (only the keywords STATION_SCHEMA uses)."""
+    kind = schema.get("type")
+    if kind is not None and not _IS_TYPE[kind](instance):
+        yield SchemaError(path, "type", schema, instance)
+        return  # the other keywords apply to objects and arrays only
+    if isinstance(instance, dict):
+        properties: dict[str, Any] = schema.get("properties", {})
+        additional = schema.get("additionalProperties", True)
+        if additional is False and any(key not in properties for key in instance):
+            yield SchemaError(path, "additionalProperties", schema, instance)
+        for key, value in instance.items():
+            rule = properties.get(key, additional if isinstance(additional, dict) else None)
+            if rule is not None:
+                yield from schema_errors(rule, value, (*path, key))
+    if isinstance(instance, list) and isinstance(schema.get("items"), dict):
+        for index, item in enumerate(instance):
+            yield from schema_errors(schema["items"], item, (*path, index))
 
 # The type the schema wants, and the TOML a person writes for it ({value}: what they wrote, retyped).
 _WANTED = {
@@ -101,14 +149,14 @@ class SchemaProblem:
 
 def schema_problems(data: dict[str, Any]) -> Iterator[SchemaProblem]:
     """Every key the station does not know and every value of the wrong type in `data` (parsed TOML)."""
-    for error in sorted(_VALIDATOR.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
-        where = _key(list(error.absolute_path))
-        if error.validator == "additionalProperties":
+    for error in sorted(schema_errors(STATION_SCHEMA, data), key=lambda e: [str(p) for p in e.path]):
+        where = _key(list(error.path))
+        if error.keyword == "additionalProperties" and isinstance(error.instance, dict):
             known = sorted(error.schema.get("properties", {}))
             for unknown in sorted(set(error.instance) - set(known)):
                 yield _unknown(where, unknown, known)
-        elif error.validator == "type":
-            kind = str(error.validator_value)
+        elif error.keyword == "type":
+            kind = str(error.schema["type"])
             wanted, how = _WANTED[kind]
             leaf = where.rpartition(".")[2].split("[")[0] or where
             given = _GIVEN.get(type(error.instance), type(error.instance).__name__)

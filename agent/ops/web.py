@@ -190,8 +190,9 @@ class WebServer:
     def __init__(self, app: FastAPI, listen: ListenAddress) -> None:
         self.listen = listen
         self.url: str | None = None
+        # ws="none": the page polls and opens no websocket (uvicorn would load a websocket library).
         self._server = uvicorn.Server(uvicorn.Config(app, host=listen.host, port=listen.port, log_level="warning",
-                                                     access_log=False, lifespan="off"))
+                                                     access_log=False, lifespan="off", ws="none"))
         self._thread = threading.Thread(target=self._run, name="web", daemon=True)
         self._ready = threading.Event()
 
