@@ -31,11 +31,13 @@ from tests.sim_printer_rig import Rig, running_printer
 @contextmanager
 def pipeline(tmp_path: Path, *, jobs: int, blanks: int, spoil_first_chip: bool = False,
              poison_first: bool = False, trace: Callable[[Rig, str, bytes], None] | None = None,
-             hold_reason: Callable[[Journal, PrinterWorker], str | None] | None = None) -> Iterator[tuple]:
+             hold_reason: Callable[[Journal, PrinterWorker], str | None] | None = None,
+             head_clock: Callable[[], float] | None = None) -> Iterator[tuple]:
     """A worker printing `jobs` signed jobs on printer p1 with `blanks` blanks in its hopper; with
     `poison_first`, the first job's front image is not a PNG (as if intake had let it through);
     `trace` sees every byte the worker sends ("tx", before it goes) and receives ("rx");
-    `hold_reason` stands for the station's reasons to hold the printer (print windows, stock)."""
+    `hold_reason` stands for the station's reasons to hold the printer (print windows, stock);
+    `head_clock` is the time by which the printer's head cools (its own clock by default)."""
     pki = TestPki.create(tmp_path / "pki")
     factory = JobFactory(jobs, Authority.load_or_create(tmp_path / "authority"), pki.signer, seed=11)
     journal = Journal(tmp_path / "journal.db", "in-process")
@@ -51,7 +53,8 @@ def pipeline(tmp_path: Path, *, jobs: int, blanks: int, spoil_first_chip: bool =
     station = EncoderStation()
     if spoil_first_chip:
         station.spoil_next_chip()
-    with running_printer(tmp_path / "sim", blanks=blanks, speed=100000.0, reader=station) as rig:
+    options = {"clock": head_clock} if head_clock is not None else {}
+    with running_printer(tmp_path / "sim", blanks=blanks, speed=100000.0, reader=station, **options) as rig:
         rig.host.close()  # the worker is the host now
         opened = []
 
@@ -151,6 +154,88 @@ def journal_state_of(tmp_path: Path, job_id: str) -> JobState | None:
         return journal.job_state(job_id)
     finally:
         journal.close()
+
+
+def _events(journal: Journal, job_id: str) -> list[tuple[str, str | None]]:
+    return list(journal._db.execute("SELECT state, detail FROM job_events WHERE job_id = ? ORDER BY id", (job_id,)))
+
+
+class _HotBeforeTheSecondFeed:
+    """The head turns too hot just before the second feed goes out, and stays so (its clock
+    stands still) until `cool()`; counts the feeds sent."""
+
+    def __init__(self) -> None:
+        self.feeds = 0
+        self.head_time = 0.0
+
+    def clock(self) -> float:
+        return self.head_time
+
+    def trace(self, rig: Rig, direction: str, data: bytes) -> None:
+        if direction == "tx" and data == b"\x1bSic\r":
+            self.feeds += 1
+            if self.feeds == 2:
+                rig.printer.call(rig.printer.overheat)
+
+    def cool(self) -> None:
+        self.head_time += 1e6
+
+
+def test_a_head_cooling_before_a_card_holds_that_job_claimed_and_feeds_it_once_cooled(tmp_path: Path) -> None:
+    # A printer without status words says its head is hot only by refusing the feed. The worker
+    # tries the feed again and again, the job staying claimed: no journal write a try, no release
+    # and claim again, and the card goes as soon as the head is cool.
+    head = _HotBeforeTheSecondFeed()
+    with pipeline(tmp_path, jobs=2, blanks=4, trace=head.trace, head_clock=head.clock) as (journal, rig, factory, _):
+        first, second = (s.job_id for s in factory.specs)
+        wait_until(lambda: head.feeds >= 2 and journal.job_state(second) == JobState.FEEDING, 30, "the hot head's refusal")
+        events_at_refusal = _events(journal, second)
+        wait_until(lambda: head.feeds >= 6, 30, "the refused feed tried again")
+        assert _events(journal, second) == events_at_refusal, "a try wrote nothing to the journal"
+        assert journal.job_state(second) == JobState.FEEDING
+        cards_while_hot, state_while_hot = rig.cards(), rig.saved_state()
+        head.cool()
+        wait_until(lambda: journal.job_state(second) == JobState.PRINTED, 30, "the second job printed once cooled")
+        cards, state, events = rig.cards(), rig.saved_state(), _events(journal, second)
+    assert [state for state, _ in events].count("feeding") == 1, events  # claimed once, never sent back
+    assert "leased" not in [state for state, _ in events][1:], events
+    # The printer is the witness: one card out while hot, one blank gone; then both, and the
+    # second card waited for the head (the printer charges it the cooling).
+    assert [c["document_number"] for c in cards_while_hot] == [factory.specs[0].document_number]
+    assert state_while_hot["hopper_remaining"] == 3
+    assert [(c["bin"], c["document_number"]) for c in cards] == [("output", s.document_number) for s in factory.specs]
+    assert cards[0]["modelled_s"]["cooling"] == 0 < cards[1]["modelled_s"]["cooling"]
+    assert state["hopper_remaining"] == 2
+
+
+def test_a_pause_while_the_head_cools_sends_the_claimed_job_back_unfed(tmp_path: Path) -> None:
+    head = _HotBeforeTheSecondFeed()
+    workers: list[PrinterWorker] = []
+
+    def remember(journal: Journal, worker: PrinterWorker) -> str | None:
+        workers[:] = [worker]
+        return None
+
+    with pipeline(tmp_path, jobs=2, blanks=4, trace=head.trace, head_clock=head.clock,
+                  hold_reason=remember) as (journal, rig, factory, _):
+        second = factory.specs[1].job_id
+        wait_until(lambda: head.feeds >= 3, 30, "the hot head's refusal, tried again")
+        [worker] = workers
+        worker.paused.set()
+        wait_until(lambda: journal.job_state(second) == JobState.LEASED, 30, "the job sent back on the pause")
+        head.cool()
+        feeds_paused = head.feeds
+        cards_paused, state_paused = rig.cards(), rig.saved_state()
+        worker.paused.clear()
+        with worker.work:
+            worker.work.notify_all()
+        wait_until(lambda: journal.job_state(second) == JobState.PRINTED, 30, "the job printed once resumed")
+        cards, events = rig.cards(), _events(journal, second)
+    states = [state for state, _ in events]
+    assert states[:3] == ["leased", "feeding", "leased"] and "feed-refused" in (events[2][1] or ""), events
+    assert [c["document_number"] for c in cards_paused] == [factory.specs[0].document_number]
+    assert state_paused["hopper_remaining"] == 3 and head.feeds > feeds_paused
+    assert [(c["bin"], c["document_number"]) for c in cards] == [("output", s.document_number) for s in factory.specs]
 
 
 def test_a_printer_paused_as_its_card_ends_feeds_no_next_card_and_the_job_claimed_with_that_card_waits(tmp_path: Path) -> None:

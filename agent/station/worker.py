@@ -98,6 +98,12 @@ REFUSED_RETRY_MAX_S = 8.0
 # cards): its refused feed is tried again as often as a paused printer's status is read, so the
 # end of a 27 s cooling costs at most that much printing, not a backoff step of up to 8 s.
 CLEARS_BY_ITSELF = frozenset({Fault.HEAD_HOT})
+# A feed refused for such a condition is tried again this often, the job staying claimed (a try is
+# one command, no journal write): the head's end of cooling costs the card ~this much, not half
+# a second and a claim and release a try. After COOLING_HOLD_MAX_S the job goes back as for any
+# refusal, and the printer waits as above (other printers may take it meanwhile).
+COOLING_PROBE_S = 0.1
+COOLING_HOLD_MAX_S = 120.0
 JOURNAL_UNWRITABLE = "journal-unwritable"
 
 
@@ -461,7 +467,10 @@ class PrinterWorker:
             with clock.stage("feed"):
                 printer.apply_job_settings(self.job_settings)
                 printer.start_sequence()
-                printer.feed_to_contactless()
+                try:
+                    printer.feed_to_contactless()
+                except CommandRejected as exc:
+                    self._feed_once_cooled(printer, exc)
             reached(CrashPoint.AFTER_FEED)
         except CommandRejected as exc:
             # Nothing left the hopper: the job waits for the printer (or another one), no blank is counted.
@@ -533,6 +542,35 @@ class PrinterWorker:
         self._counter_after_good_card = cards if self._claimed_ahead is None else None
         log.info("card-printed", printer=self.name, job_id=job.job_id, attempt=claimed.attempt,
                  seconds=round(time.monotonic() - started, 2), stages_ms=clock.as_ms())
+
+    def _feed_once_cooled(self, printer: EvolisPrinter, refused: CommandRejected) -> None:
+        """The feed was refused: for a head cooling by itself, try it again every COOLING_PROBE_S
+        while the job stays claimed, and return once a blank is fed. Raises the refusal for any
+        other condition, when the operator pauses or the station stops meanwhile, or once
+        COOLING_HOLD_MAX_S have passed: the job then goes back unfed. (The feed opens the
+        sequence if the refusal closed it: the guide's `Se` ends "a command started by a Ss,
+        a Si or a Sr".)"""
+        until = time.monotonic() + COOLING_HOLD_MAX_S
+        while refused.fault in CLEARS_BY_ITSELF:
+            self._note_refusal(frozenset({refused.fault}))  # the operator sees why it waits (once)
+            if self._wait_with_link_free(COOLING_PROBE_S) or self.paused.is_set() or time.monotonic() >= until:
+                break
+            try:
+                printer.feed_to_contactless()
+                return
+            except CommandRejected as again:
+                refused = again
+        raise refused
+
+    def _wait_with_link_free(self, seconds: float) -> bool:
+        """Wait (True if the station is stopping) with the printer's link free meanwhile: no card
+        is inside, and the control socket's reads (a hopper count, a probe) need not wait for the
+        head to cool. Called with the link lock held once, as the worker's loop holds it."""
+        self.link_lock.release()
+        try:
+            return self._stop.wait(seconds)
+        finally:
+            self.link_lock.acquire()
 
     def _prepared(self, claimed: ClaimedJob) -> Prepared:
         """The claimed job parsed and as panels: from render-ahead when it has them (parsed once)."""
