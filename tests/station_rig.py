@@ -173,7 +173,8 @@ class StationRig:
         """Start (or restart on the same port) the reference upstream; it keeps its outcomes on disk."""
         self.up_dir.mkdir(parents=True, exist_ok=True)
         (self.up_dir / "upstream.json").unlink(missing_ok=True)
-        token = ["--token", self.upstream_info["token"]] if self.upstream_info else []  # a restart keeps the token
+        # A restart keeps the token; "--token=" so that one beginning with "-" is not read as an option.
+        token = [f"--token={self.upstream_info['token']}"] if self.upstream_info else []
         proc = self._spawn("upstream", ["upstream-sim", "--state-dir", str(self.up_dir), "--listen", f"127.0.0.1:{port}",
                                         "--jobs", str(self.jobs), "--lease-s", str(self.lease_s), *token])
         wait_until(lambda: (self.up_dir / "upstream.json").exists() or proc.poll() is not None, 60, "the upstream")

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from simulators.upstream.server import MAX_BODY_BYTES, UpstreamConfig, UpstreamServer
+from tests.station_rig import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -293,7 +294,8 @@ def test_stop_answers_a_waiting_long_poll_and_ends_every_thread(tmp_path: Path) 
         _state(c)
         with ThreadPoolExecutor(max_workers=1) as pool:
             waiting = pool.submit(_lease, c, "s2", 1, 30)
-            time.sleep(0.2)
+            with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.token}"}) as other:
+                wait_until(lambda: _state(other)["polls_waiting"] == 1, 10, "the second lease in its long poll")
             started = time.monotonic()
             server.stop()
             assert waiting.result(timeout=5) == []

@@ -184,6 +184,9 @@ def batch(root: Path, *, cards: int, printers: int, speed: float) -> BatchFigure
     """Print `cards` jobs on `printers` virtual printers at `speed`; measure from the card log."""
     args = _Args(cards=cards, printers=printers, speed=speed, json=False, state_dir=root, timeout=3600.0,
                  transport="usb")
+    # The files the run before wrote (journal, card log, pictures) go to disk now: left to the
+    # kernel's writeback (30 s), they would land on this run's first cards, queueing its fsyncs.
+    os.sync()
     demo = Demo(args)
     demo.agent_args = ["--log-json"]
     sampler = _AgentSampler()

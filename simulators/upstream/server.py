@@ -148,6 +148,7 @@ class IssuanceDesk:
         self._telemetry: dict[str, Any] = {}
         self._stations: dict[str, dict[str, Any]] = {}
         self._telemetry_keys: set[str] = set()
+        self._polls_waiting = 0  # lease calls in their long poll now
         self._releases: list[dict[str, str]] = []
         self._injected: list[Any] = []  # raw jobs from tests, each offered once, before the factory's
         self._injected_leased = 0
@@ -201,7 +202,11 @@ class IssuanceDesk:
                     break
                 # Wake when the next lease runs out, too: its job becomes free then.
                 expiries = [lease.expires_at - now for lease in self._leases.values()]
-                self._cond.wait(min([remaining, *[e for e in expiries if e > 0]]))
+                self._polls_waiting += 1
+                try:
+                    self._cond.wait(min([remaining, *[e for e in expiries if e > 0]]))
+                finally:
+                    self._polls_waiting -= 1
             expires_at = now + self._lease_s
             self._injected_leased += len(injected)
             for job_id in granted:
@@ -467,6 +472,7 @@ class IssuanceDesk:
                 "outcomes": {job_id: o.body for job_id, o in self._outcomes.items()},
                 "outcome_posts": self._outcome_posts,
                 "outbox_batches": self._outbox_batches,
+                "polls_waiting": self._polls_waiting,
                 "telemetry": dict(self._telemetry),
                 "releases": list(self._releases),
                 "stations": json.loads(json.dumps(self._stations)),
@@ -845,7 +851,8 @@ class UpstreamServer:
         factory = JobFactory(
             self.config.jobs, authority, pki.signer, seed=self.config.seed, validity=self.config.validity
         )
-        self.token = self.config.token or self._previous_token() or secrets.token_urlsafe(24)
+        # Hex: a token that began with "-" would read as an option on a command line (--token).
+        self.token = self.config.token or self._previous_token() or secrets.token_hex(24)
         self._desk = IssuanceDesk(factory, state_dir / "outcomes.jsonl", self.config.lease_s, self.config.max_wait_s)
         self._httpd = _HttpServer((self.config.host, self.config.port), self._desk, self.token, self._tls_context(),
                                   outbox_batch=self.config.outbox_batch)
