@@ -183,6 +183,35 @@ def _digest(panel: ControlPanel) -> str:
     return hashlib.sha256(seen.encode()).hexdigest()[:16]
 
 
+class _QuietServer(uvicorn.Server):
+    """uvicorn, but not awake ten times a second to ask itself whether to stop (its main loop's
+    0.1 s tick was half the idle daemon's CPU, docs/BENCHMARKS.md): it sleeps until `stop_soon`
+    wakes it, and each second refreshes the Date header, as uvicorn's tick does."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+
+    async def main_loop(self) -> None:
+        self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
+        while not await self.on_tick(0):  # tick 0: the one that refreshes the Date header
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+            except asyncio.TimeoutError:
+                pass
+
+    def stop_soon(self) -> None:
+        """From any thread: stop serving now, not at the next second."""
+        self.should_exit = True
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None:
+            try:
+                loop.call_soon_threadsafe(wake.set)
+            except RuntimeError:
+                pass  # the loop has ended already
+
+
 class WebServer:
     """uvicorn on a thread of its own; `url` once it listens. A port that is taken is logged, and
     the station prints on without its page."""
@@ -191,7 +220,7 @@ class WebServer:
         self.listen = listen
         self.url: str | None = None
         # ws="none": the page polls and opens no websocket (uvicorn would load a websocket library).
-        self._server = uvicorn.Server(uvicorn.Config(app, host=listen.host, port=listen.port, log_level="warning",
+        self._server = _QuietServer(uvicorn.Config(app, host=listen.host, port=listen.port, log_level="warning",
                                                      access_log=False, lifespan="off", ws="none"))
         self._thread = threading.Thread(target=self._run, name="web", daemon=True)
         self._ready = threading.Event()
@@ -224,5 +253,5 @@ class WebServer:
             self._ready.set()
 
     def close(self) -> None:
-        self._server.should_exit = True
+        self._server.stop_soon()
         self._thread.join(timeout=10)
