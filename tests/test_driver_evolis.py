@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from drivers.evolis.printer import EvolisPrinter, JobSettings, Panel, Timeouts, panel_size
+from drivers.evolis.printer import IDENTITY_READINGS, EvolisPrinter, JobSettings, Panel, Timeouts, panel_size
 from drivers.faults import Fault
 from drivers.link.base import Link
 from drivers.link.url import open_link
@@ -144,7 +144,8 @@ def test_identity_reads_model_firmware_and_serial(canned: CannedPrinter, printer
     canned.replies.update({"Rtp": b"Primacy (virtual)\r", "Rfv": b"SIM-1.0.0\r", "Rsn": b"SIMP00001\r"})
     identity = printer.identity()
     assert (identity.model, identity.firmware, identity.serial) == ("Primacy (virtual)", "SIM-1.0.0", "SIMP00001")
-    assert canned.frames == [b"\x1bRtp\r", b"\x1bRfv\r", b"\x1bRsn\r"] * 2, "read twice: two readings must agree"
+    assert canned.frames == [b"\x1bRtp\r", b"\x1bRfv\r", b"\x1bRsn\r", b"\x1bRfv\r", b"\x1bRsn\r", b"\x1bRtp\r"], \
+        "read twice, in two orders: two readings must agree"
 
 
 def test_a_stale_reply_left_by_a_dead_host_is_not_taken_for_the_identity(canned: CannedPrinter,
@@ -154,6 +155,36 @@ def test_a_stale_reply_left_by_a_dead_host_is_not_taken_for_the_identity(canned:
                            "Rsn": b"SIMP00001\r"})
     identity = printer.identity()
     assert (identity.model, identity.firmware, identity.serial) == ("Primacy", "SIM-1.0.0", "SIMP00001")
+
+
+class LaggingPrinter(CannedPrinter):
+    """A printer whose answers stay one command behind: each command is answered with the
+    answer to the one before it (the first with a dead host's OK)."""
+
+    def __init__(self) -> None:
+        self._owed = b"OK\r"
+        super().__init__()
+
+    def _answer(self, frame: bytes) -> None:
+        reply = self.replies.get(frame[1:-1].decode("ascii", "replace"), b"OK\r")
+        assert isinstance(reply, bytes)
+        owed, self._owed = self._owed, reply
+        os.write(self.master, owed)
+
+
+def test_a_conversation_that_stays_one_answer_behind_never_passes_for_an_identity() -> None:
+    # Asked in one fixed order, such a printer gives the same shifted reading every time
+    # (model = the answer before Rtp's, firmware = the model, serial = the firmware), which two
+    # readings in a row would agree on. The identity must be refused, not taken wrong.
+    lagging = LaggingPrinter()
+    lagging.replies.update({"Rtp": b"Primacy\r", "Rfv": b"SIM-1.0.0\r", "Rsn": b"SIMP00001\r"})
+    try:
+        with open_link(f"serial://{lagging.path}") as link:
+            with pytest.raises(ProtocolError, match="do not settle"):
+                EvolisPrinter(link, timeouts=Timeouts(query=2, move=2, panel=2, finish=2, maintenance=2)).identity()
+    finally:
+        lagging.stop()
+    assert len(lagging.frames) == 3 * IDENTITY_READINGS
 
 
 def test_counters_read_cards_panels_and_ribbon_left(canned: CannedPrinter, printer: EvolisPrinter) -> None:

@@ -106,8 +106,16 @@ NACK_FAULTS: dict[str, Fault] = {
 # blanks). Field code reads "0,2x Volts" / "0,00 Volts" against "4,9x Volts" / "5,00 Volts".
 SENSOR_ON_VOLTS = 2.5
 
-IDENTITY_READINGS = 6
-MIN_PATIENCE_S = 10.0  # the least a step may take before the printer counts as not responding  # at connect: read the identity until two readings agree, at most this often
+IDENTITY_READINGS = 6  # at connect: read the identity until two readings agree, at most this often
+# The orders the identity is asked in, in turn. Each field follows a different command in each
+# order, so a conversation one, two or three answers behind the questions (a dead host's answers
+# still arriving) reads differently each time and never passes for two readings that agree.
+IDENTITY_ORDERS = (("Rtp", "Rfv", "Rsn"), ("Rfv", "Rsn", "Rtp"))
+# After two readings disagree, input is dropped until the line has been quiet this long (a late
+# answer still on its way is gone before the next reading), and for no longer than IDENTITY_DRAIN_S.
+IDENTITY_QUIET_S = 0.2
+IDENTITY_DRAIN_S = 2.0
+MIN_PATIENCE_S = 10.0  # the least a step may take before the printer counts as not responding
 
 RIBBONS = ("ymcko", "ymckos", "ymckok", "ko", "kb", "kw", "kr", "kbl", "kgr", "kgo", "ksi", "ksc",
            "h", "ho", "ktc", "ktp", "ka")
@@ -266,15 +274,19 @@ class EvolisPrinter:
         in step. Raises ProtocolError when it never settles.
         """
         previous: PrinterIdentity | None = None
-        for _ in range(IDENTITY_READINGS):
+        for reading_number in range(IDENTITY_READINGS):
+            order = IDENTITY_ORDERS[reading_number % len(IDENTITY_ORDERS)]
             try:
-                reading = PrinterIdentity(model=self._value("Rtp"), firmware=self._value("Rfv"),
-                                          serial=self._value("Rsn"))
+                values = {command: self._value(command) for command in order}
             except (CommandRejected, ProtocolError):
                 previous = None  # a stale refusal or value in the way: read again
+                self._link.drain(quiet=IDENTITY_QUIET_S, most=IDENTITY_DRAIN_S)
                 continue
+            reading = PrinterIdentity(model=values["Rtp"], firmware=values["Rfv"], serial=values["Rsn"])
             if reading == previous:
                 return reading
+            if previous is not None:
+                self._link.drain(quiet=IDENTITY_QUIET_S, most=IDENTITY_DRAIN_S)
             previous = reading
         raise ProtocolError("the printer's answers to Rtp, Rfv and Rsn do not settle: is another program using it?")
 

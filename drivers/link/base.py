@@ -124,6 +124,23 @@ class Link(ABC):
             self._discard_input()
         self._settled = False
 
+    def drain(self, *, quiet: float, most: float) -> int:
+        """Drop input until none has come for `quiet` seconds, or `most` seconds have passed:
+        for when the conversation is out of step and a late answer may still be on its way.
+        Returns how many bytes were dropped."""
+        dropped = len(self._pending)
+        self._pending.clear()
+        deadline = time.monotonic() + most
+        while (left := deadline - time.monotonic()) > 0:
+            chunk = self._read_some(min(quiet, left))
+            if not chunk:
+                break
+            if self._trace is not None:
+                self._trace("rx", chunk)
+            dropped += len(chunk)
+        self._settled = False
+        return dropped
+
     def _take_reply(self) -> str | None:
         body = self._pending.lstrip(_PADDING)
         if body[:1] == NACK.encode():
