@@ -219,7 +219,7 @@ class WebServer:
     def __init__(self, app: FastAPI, listen: ListenAddress) -> None:
         self.listen = listen
         self.url: str | None = None
-        # ws="none": the page polls and opens no websocket (uvicorn would load a websocket library).
+        # ws="none": the page is kept live by server-sent events and opens no websocket (uvicorn would load a websocket library).
         self._server = _QuietServer(uvicorn.Config(app, host=listen.host, port=listen.port, log_level="warning",
                                                      access_log=False, lifespan="off", ws="none"))
         self._thread = threading.Thread(target=self._run, name="web", daemon=True)
