@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from agent.station.card_render import CardImageError, render_card
+from agent.station.card_render import CardImageError, CardRenderer, render_card
 from drivers.evolis.printer import DEPTH_BITS, PANEL_LINES, PANEL_WIDTH, Panel, panel_size
 
 WIDTH, HEIGHT = 1016, 648
@@ -148,6 +148,36 @@ def test_colourful_back_gets_all_five_panels() -> None:
     back[:200, :] = (30, 140, 60)  # a green band: far more than 1% colour
     card = render_card(png(solid((200, 100, 50))), png(back))
     assert [p.name for p in card.back] == ["y", "m", "c", "k", "o"]
+
+
+def text_back(first_row: int) -> np.ndarray:
+    """A mostly white back with lines of black text starting at `first_row`."""
+    back = solid((255, 255, 255))
+    back[first_row:first_row + 300:6, 50:950] = (0, 0, 0)
+    return back
+
+
+def test_a_renderer_gives_every_card_the_back_its_own_image_shows() -> None:
+    # A station's renderer keeps the last back's panels: a card whose back differs must get its
+    # own, and the same back again the same dots, read from the image itself.
+    renderer = CardRenderer(depth=128)
+    backs = [text_back(100), text_back(100), text_back(250), text_back(100)]
+    colourful = solid((255, 255, 255))
+    colourful[:200, :] = (30, 140, 60)
+    backs.append(colourful)
+    for n, back in enumerate(backs):
+        card = renderer.render(png(solid((200, 100, 50 + n))), png(back))
+        expected = render_card(png(solid((200, 100, 50 + n))), png(back))
+        assert card == expected, f"card {n}"
+        k = levels(by_name(card.back)["k"]).astype(bool)
+        assert (k == guide_turn(back.max(axis=2) <= 64)).all(), f"card {n}: the back's black dots"
+        assert levels(by_name(card.front)["y"]).max() == ((255 - 50 - n) * 127 + 127) // 255
+
+
+def test_a_renderer_without_a_back_prints_one_side_and_refuses_a_depth_the_printer_lacks() -> None:
+    assert CardRenderer().render(png(solid((0, 0, 0))), None).back == ()
+    with pytest.raises(ValueError, match="no panel depth 16"):
+        CardRenderer(depth=16)
 
 
 def test_transparent_parts_print_no_ink() -> None:

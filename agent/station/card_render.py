@@ -18,9 +18,9 @@ Otherwise it gets the full Y, M, C, K, O like the front.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import struct
-import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,14 +78,45 @@ def render_card(front_png: bytes, back_png: bytes | None, *, depth: int = 128) -
     Raises CardImageError for an image that is not a PNG, has the wrong size, is truncated
     or damaged, or is too large; ValueError for a depth the printer does not have.
     """
+    _check_depth(depth)
+    front = _colour_panels(_decode("front", front_png), depth)
+    return CardPanels(front=front, back=() if back_png is None else _back_panels(back_png, depth))
+
+
+class CardRenderer:
+    """render_card for a station's stream of cards, which share one back design: the back's
+    panels are kept (with a digest of its PNG, not the image) and given again to the next card
+    whose back is the same, so a batch decodes and separates one face a card, not two.
+
+    Safe to share between threads: the kept back is one tuple, swapped whole."""
+
+    def __init__(self, depth: int = 128) -> None:
+        _check_depth(depth)
+        self.depth = depth
+        self._back: tuple[bytes, tuple[Panel, ...]] | None = None
+
+    def render(self, front_png: bytes, back_png: bytes | None) -> CardPanels:
+        """As render_card, at this renderer's depth; raises as render_card does."""
+        front = _colour_panels(_decode("front", front_png), self.depth)
+        if back_png is None:
+            return CardPanels(front=front, back=())
+        digest = hashlib.sha256(back_png).digest()
+        kept = self._back
+        if kept is not None and kept[0] == digest:
+            return CardPanels(front=front, back=kept[1])
+        back = _back_panels(back_png, self.depth)
+        self._back = (digest, back)
+        return CardPanels(front=front, back=back)
+
+
+def _check_depth(depth: int) -> None:
     if depth not in DEPTH_BITS:
         raise ValueError(f"no panel depth {depth}; the printer takes {sorted(DEPTH_BITS)}")
-    front = _colour_panels(_decode("front", front_png), depth)
-    if back_png is None:
-        return CardPanels(front=front, back=())
-    back_image = _decode("back", back_png)
-    back = _mono_panels(back_image) if _mostly_mono(back_image) else _colour_panels(back_image, depth)
-    return CardPanels(front=front, back=back)
+
+
+def _back_panels(png: bytes, depth: int) -> tuple[Panel, ...]:
+    image = _decode("back", png)
+    return _mono_panels(image) if _mostly_mono(image) else _colour_panels(image, depth)
 
 
 def _decode(face: str, data: bytes) -> _Face:
@@ -168,17 +199,17 @@ def _ink_table(bits: int) -> np.ndarray:
 
 def _pack(levels: np.ndarray, bits: int) -> bytes:
     """Pack dots of `bits` bits each, MSB first, with no padding (8 dots make `bits` bytes)."""
-    # Eight one-byte dots read as one big-endian word; squeeze each byte lane down to `bits`
-    # bits in place of 8, then keep the low 8 * bits bits of every word. Every step writes into
-    # one of three word buffers: a card's render allocates (and faults in) little beyond its panels.
-    words = np.ascontiguousarray(levels).reshape(-1).view(">u8").astype(np.uint64)
-    packed = np.zeros_like(words)
-    lane_value = np.empty_like(words)
-    for lane in range(8):
-        np.right_shift(words, np.uint64(8 * lane), out=lane_value)
-        np.bitwise_and(lane_value, np.uint64(0xFF), out=lane_value)
-        np.left_shift(lane_value, np.uint64(bits * lane), out=lane_value)
-        np.bitwise_or(packed, lane_value, out=packed)
-    if sys.byteorder == "little":
-        packed.byteswap(inplace=True)  # the words' bytes in big-endian order, as the panel goes out
-    return packed.view(np.uint8).reshape(-1, 8)[:, 8 - bits :].tobytes()
+    # Neighbours are joined pairwise, three times: two dots into a 16-bit word (the first one
+    # shifted up by `bits`), two of those into 32 bits, two of those into 64. The 64-bit word
+    # then holds eight dots in its low 8 * bits bits, read big-endian as the panel goes out.
+    dots = np.ascontiguousarray(levels).reshape(-1, 8)
+    pairs = dots[:, 0::2].astype(np.uint16)
+    pairs <<= bits
+    pairs |= dots[:, 1::2]
+    fours = pairs[:, 0::2].astype(np.uint32)
+    fours <<= 2 * bits
+    fours |= pairs[:, 1::2]
+    eights = fours[:, 0].astype(np.uint64)
+    eights <<= 4 * bits
+    eights |= fours[:, 1]
+    return eights.astype(">u8").view(np.uint8).reshape(-1, 8)[:, 8 - bits :].tobytes()

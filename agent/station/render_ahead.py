@@ -1,7 +1,8 @@
 """Card images become panels ahead of time, while the printers are busy with the cards before.
 
-Rendering a card (PNG decode, colour separation, packing) costs tens of milliseconds of CPU;
-done between two cards, the printer would wait for it. The next printable jobs are peeked
+Rendering a card (PNG decode, colour separation, packing) costs tens of milliseconds of CPU
+(the back, one design on every card, is separated once: card_render.CardRenderer); done between
+two cards, the printer would wait for it. The next printable jobs are peeked
 (not claimed: any printer may take them), parsed and rendered on one background thread; the
 worker that claims one takes the parsed job with its panels, so a job is parsed once on its way
 to the printer (intake judged it at the door with the same limits).
@@ -14,7 +15,7 @@ from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from agent.station.card_render import CardPanels, render_card
+from agent.station.card_render import CardPanels, CardRenderer
 from agent.core.limits import DEFAULT_LIMITS, JobLimits
 from agent.upstream.job import Job, JobRejected, JobRejection, parse_job
 from agent.journal import Journal
@@ -32,7 +33,7 @@ class RenderAhead:
     def __init__(self, journal: Journal, *, depth: int, lookahead: int, limits: JobLimits = DEFAULT_LIMITS) -> None:
         self.journal = journal
         self.limits = limits
-        self.depth = depth
+        self.renderer = CardRenderer(depth)  # the one back design, separated once
         self.lookahead = max(1, lookahead)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render-ahead")
         self._lock = threading.Lock()
@@ -55,7 +56,7 @@ class RenderAhead:
             if not panels.set_running_or_notify_cancel():
                 continue  # dropped from the bound meanwhile
             try:
-                panels.set_result(prepare(self.journal, job_id, self.limits, self.depth))
+                panels.set_result(prepare(self.journal, job_id, self.limits, self.renderer))
             except Exception as exc:  # CardImageError and the like: raised again to the claimer
                 panels.set_exception(exc)
 
@@ -68,7 +69,7 @@ class RenderAhead:
             future = self._ready.pop(job_id, None)
         if future is not None and not future.cancelled():
             return future.result()
-        return prepare(self.journal, job_id, self.limits, self.depth)
+        return prepare(self.journal, job_id, self.limits, self.renderer)
 
     def give_back(self, job_id: str, prepared: Prepared) -> None:
         """A claimed job goes back unprinted (its feed was refused): keep its panels for the next
@@ -89,8 +90,8 @@ class RenderAhead:
 
 
 
-def prepare(journal: Journal, job_id: str, limits: JobLimits, depth: int) -> Prepared:
-    """Read a job's body from the journal, parse it and render its faces.
+def prepare(journal: Journal, job_id: str, limits: JobLimits, renderer: CardRenderer) -> Prepared:
+    """Read a job's body from the journal, parse it and render its faces with `renderer`.
 
     Raises JobRejected when the body is gone or these limits refuse it, CardImageError for faces
     that cannot be printed."""
@@ -98,4 +99,4 @@ def prepare(journal: Journal, job_id: str, limits: JobLimits, depth: int) -> Pre
     if payload is None:
         raise JobRejected(JobRejection.MALFORMED, "the job's body is no longer in the journal")
     job = parse_job(payload, limits)
-    return Prepared(job, render_card(job.front_png, job.back_png, depth=depth))
+    return Prepared(job, renderer.render(job.front_png, job.back_png))

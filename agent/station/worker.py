@@ -15,7 +15,7 @@ from typing import Protocol
 
 import structlog
 
-from agent.station.card_render import CardImageError, CardPanels
+from agent.station.card_render import CardImageError, CardPanels, CardRenderer
 from agent.chip.encoder_station import (DEFAULT_CARD_BUDGET_S, StationTimeouts, checks_as_json, encode_and_verify,
                                         failure_checks)
 from agent.chip.profile import ChipError, ChipExpectation, ChipFailure, ChipProfile
@@ -122,7 +122,7 @@ class PrinterWorker:
         self.name = config.name
         self.journal = journal
         self.profile = profile
-        self.depth = depth
+        self.renderer = render_ahead.renderer if render_ahead is not None else CardRenderer(depth)
         self.card_wait_s = card_wait_s
         self.timeouts = StationTimeouts(card_wait_s=card_wait_s, card_budget_s=card_budget_s)
         self.work = work
@@ -576,7 +576,7 @@ class PrinterWorker:
         """The claimed job parsed and as panels: from render-ahead when it has them (parsed once)."""
         if self.render_ahead is not None:
             return self.render_ahead.prepared(claimed.job_id)
-        return prepare(self.journal, claimed.job_id, self.limits, self.depth)
+        return prepare(self.journal, claimed.job_id, self.limits, self.renderer)
 
     def _poisoned(self, claimed: ClaimedJob, exc: Exception) -> None:
         """A job whose handling raised what nobody expected: it ends `failed`, reported upstream

@@ -120,15 +120,20 @@ class _Connection:
             self._sock.close()
             raise
 
-    def request(self, header: dict[str, Any], data: bytes = b"", *, wait_s: float = 0.0) -> tuple[dict[str, Any], bytes]:
-        """Send one request; return the answer. Raises USBError (no-device when the socket is gone)."""
+    def request(self, header: dict[str, Any], data: bytes | memoryview = b"", *,
+                wait_s: float = 0.0) -> tuple[dict[str, Any], bytes]:
+        """Send one request; return the answer. Raises USBError (no-device when the socket is gone).
+
+        `data` goes out after the header as it is (a panel is half a megabyte: not copied)."""
         if data:
             header = {**header, "data_len": len(data)}
         encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
         with self._lock:
             try:
                 self._sock.settimeout(wait_s + REPLY_MARGIN_S)
-                self._sock.sendall(struct.pack(">I", len(encoded)) + encoded + data)
+                self._sock.sendall(struct.pack(">I", len(encoded)) + encoded)
+                if data:
+                    self._sock.sendall(data)
                 answer, payload = self._receive()
             except (OSError, EOFError, ValueError) as e:
                 self.close()
@@ -160,6 +165,11 @@ class _Connection:
                 raise EOFError("the device closed the relay (unplugged)")
             chunks += chunk
         return bytes(chunks)
+
+
+def _bytes_of(data: Any) -> memoryview:
+    """pyusb's buffer (an array of bytes) seen as bytes, without a copy."""
+    return memoryview(data).cast("B")
 
 
 class RelayBackend(usb.backend.IBackend):
@@ -265,7 +275,7 @@ class RelayBackend(usb.backend.IBackend):
     # -- transfers --------------------------------------------------------------------------
 
     def bulk_write(self, dev_handle: _Connection, ep: int, intf: int, data: Any, timeout: int) -> int:
-        answer, _ = dev_handle.request({"op": "bulk_out", "endpoint": ep, "timeout_ms": timeout}, bytes(data),
+        answer, _ = dev_handle.request({"op": "bulk_out", "endpoint": ep, "timeout_ms": timeout}, _bytes_of(data),
                                        wait_s=timeout / 1000)
         return int(answer["written"])
 
