@@ -17,8 +17,8 @@ from tests.station_rig import StationRig, wait_until
 def small_disk(tmp_path):
     disk = tmp_path / "disk"
     disk.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a tmpfs (make test runs as root under scripts/private-pcscd.sh)")
+    # Not a skip: a skipped test proves nothing, and `make test` runs as root anyway (unshare).
+    assert os.geteuid() == 0, "needs root to mount a tmpfs: run it as make test does, under scripts/private-pcscd.sh"
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(disk)], capture_output=True, text=True)
     assert mounted.returncode == 0, f"as root a small tmpfs must mount for this test: {mounted.stderr}"
     yield disk
