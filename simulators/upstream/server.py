@@ -27,6 +27,8 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http import HTTPStatus
@@ -572,6 +574,8 @@ class _HttpServer(ThreadingHTTPServer):
         self.outbox_batch = outbox_batch
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
+        self._answering = 0  # requests between their dispatch and their reply written
+        self._answered = threading.Condition(self._connections_lock)
         super().__init__(address, _Handler)
 
     def get_request(self) -> tuple[socket.socket, Any]:
@@ -600,8 +604,24 @@ class _HttpServer(ThreadingHTTPServer):
         else:
             log.exception("connection failed")
 
-    def end_connections(self) -> None:
-        with self._connections_lock:
+    @contextmanager
+    def answering(self) -> Iterator[None]:
+        """Held by a request from its dispatch until its reply is written (see end_connections)."""
+        with self._answered:
+            self._answering += 1
+        try:
+            yield
+        finally:
+            with self._answered:
+                self._answering -= 1
+                self._answered.notify_all()
+
+    def end_connections(self, answer_within_s: float = 5.0) -> None:
+        """Cut every connection once the requests being answered have their replies written (a
+        long poll woken by the desk's close is one; on a busy machine its thread may not have
+        written yet), or after `answer_within_s`: then idle keep-alive connections are cut too."""
+        with self._answered:
+            self._answered.wait_for(lambda: self._answering == 0, timeout=answer_within_s)
             connections = list(self._connections)
         for connection in connections:
             try:
@@ -657,6 +677,10 @@ class _Handler(BaseHTTPRequestHandler):
         raise AttributeError(name)
 
     def _dispatch(self, method: str) -> None:
+        with self.server.answering():
+            self._answer(method)
+
+    def _answer(self, method: str) -> None:
         self._body_read = False
         self._allow: str | None = None
         try:
