@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from asn1crypto import cms, core
+from asn1crypto import x509 as asn1_x509
 
 from agent.chip.icao9303 import failure_of
 from agent.chip.passive_auth import TrustAnchors, passive_authentication
@@ -119,4 +121,39 @@ def test_a_signer_under_another_csca_of_the_same_name_is_untrusted(pki: TestPki,
 def test_a_truncated_security_object_is_malformed(pki: TestPki, face: bytes) -> None:
     files = build_chip_files(SUBJECT, face, pki.signer)
     verdicts, failure = judge(pki, files | {"EF.SOD": files["EF.SOD"][:200]})
+    assert verdicts == {"security-object": Verdict.BAD} and failure is ChipFailure.MALFORMED_SECURITY_OBJECT
+
+
+def _named_by(sod: bytes, issuer: asn1_x509.Name) -> bytes:
+    """EF.SOD whose signer identifier names `issuer` (the signature does not cover the identifier)."""
+    info = cms.ContentInfo.load(core.Asn1Value.load(sod).contents)
+    signer_info = info["content"]["signer_infos"][0]
+    serial = signer_info["sid"].chosen["serial_number"]
+    signer_info["sid"] = cms.SignerIdentifier(name="issuer_and_serial_number",
+                                              value={"issuer": issuer, "serial_number": serial})
+    content = info.dump(force=True)
+    return core.Asn1Value(class_="application", tag=23, method="constructed", contents=content).dump()
+
+
+def _issuer_of_signer(sod: bytes) -> asn1_x509.Name:
+    info = cms.ContentInfo.load(core.Asn1Value.load(sod).contents)
+    return info["content"]["signer_infos"][0]["sid"].chosen["issuer"]
+
+
+def test_a_signer_named_in_another_encoding_of_its_issuer_is_found(pki: TestPki, face: bytes) -> None:
+    # RFC 5280 name matching, not byte equality: the same names in PrintableString instead of
+    # UTF8String (and upper case, which caseIgnoreMatch ignores) still name the signer.
+    files = build_chip_files(SUBJECT, face, pki.signer)
+    issuer = _issuer_of_signer(files["EF.SOD"])
+    recoded = asn1_x509.Name.build({key: str(value).upper() for key, value in issuer.native.items()},
+                                   use_printable=True)
+    assert recoded.dump() != issuer.dump()
+    verdicts, failure = judge(pki, files | {"EF.SOD": _named_by(files["EF.SOD"], recoded)})
+    assert failure is None and set(verdicts.values()) == {Verdict.GOOD}
+
+
+def test_a_signer_identifier_naming_another_issuer_finds_no_signer(pki: TestPki, face: bytes) -> None:
+    files = build_chip_files(SUBJECT, face, pki.signer)
+    other = asn1_x509.Name.build({**_issuer_of_signer(files["EF.SOD"]).native, "common_name": "Another CSCA"})
+    verdicts, failure = judge(pki, files | {"EF.SOD": _named_by(files["EF.SOD"], other)})
     assert verdicts == {"security-object": Verdict.BAD} and failure is ChipFailure.MALFORMED_SECURITY_OBJECT
