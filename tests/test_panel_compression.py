@@ -129,3 +129,24 @@ def test_a_refused_compressed_download_names_dbc(tmp_path: Path) -> None:
         with pytest.raises(CommandRejected) as caught:
             printer.download(Panel("k", 2, bytes(panel_size(2))))
     assert caught.value.command == "Dbc;k;2"
+
+
+def test_panels_sent_again_card_after_card_print_as_each_card_asked(tmp_path: Path) -> None:
+    # The driver keeps the compressed forms of the last few K and O panels (the overlay and the
+    # back's black repeat on every card); the printer's own decoding is the witness that a kept
+    # form is never taken for another panel's.
+    first = bytes(panel_size(2) - LINE) + b"\x0f" * LINE
+    second = b"\xf0" * LINE + bytes(panel_size(2) - LINE)
+    overlay = b"\xff" * panel_size(2)
+    wanted = [first, second, first, bytearray(second), first]  # equal bytes in another object too
+    with usb_printer(tmp_path, blanks=len(wanted)) as rig, open_link(rig.url()) as link:
+        printer = EvolisPrinter(link)
+        for k in wanted:
+            printer.start_sequence()
+            printer.feed_to_print()
+            printer.front()
+            printer.download(Panel("k", 2, bytes(k)))
+            printer.download(Panel("o", 2, overlay))
+            printer.eject()
+    printed = [{image.panel.value: image.data for image in card.images} for card in rig.cards]
+    assert printed == [{"k": bytes(k), "o": overlay} for k in wanted]

@@ -18,7 +18,7 @@ from enum import Enum
 
 from drivers.faults import Fault
 from drivers.link.base import ACK, NACK, Link
-from drivers.evolis.panels import compress_mono
+from drivers.evolis.panels import MonoForms
 from drivers.printer_errors import CommandRejected, LinkError, PrinterError, ProtocolError, ReplyTimeout
 from drivers.evolis.status import PrinterStatus, parse_sdk_status, parse_status
 
@@ -260,6 +260,7 @@ class EvolisPrinter:
         self._timeouts = timeouts
         # A printer whose firmware lacks `Dbc` takes every panel raw.
         self._compress_mono = compress_mono
+        self._mono_forms = MonoForms()
         self.capabilities = Capabilities()
         self._ack_seen = False
 
@@ -452,7 +453,7 @@ class EvolisPrinter:
         goes as `Db;<p>;<d>;<data>`. Constructed with `compress_mono=False`, every panel goes as `Db`.
         """
         if self._compress_mono and panel.name in MONO_PANELS:
-            packed = compress_mono(panel.data)
+            packed = self._mono_forms.compressed(panel.data)
             if len(packed) < len(panel.data):
                 header = b"Dbc;%s;2;%d;" % (panel.name.encode("ascii"), len(packed))
                 self._ok(f"Dbc;{panel.name};2", timeout=self._timeouts.panel,
