@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -38,9 +39,13 @@ def _leave_out_what_the_daemon_never_runs() -> None:
     locks for trio event loops, 2.7 MB; the station's HTTP client is synchronous and its page runs
     on asyncio; selenium, a test tool, installs it). A None entry in sys.modules makes an import
     fail as if the package were not installed, which is what those packages expect of a missing
-    one (tests/test_daemon_imports.py reads the interpreter's import log of a running daemon)."""
+    one (tests/test_daemon_imports.py reads the interpreter's import log of a running daemon).
+
+    Nor does the daemon call numpy's linear algebra: OpenBLAS, loaded with numpy, would start a
+    thread a core that spins at start-up (~0.1 s of CPU, and more while it waits for work)."""
     for unused in ("rich", "httpx._main", "trio"):
         sys.modules.setdefault(unused, None)  # type: ignore[arg-type]
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 EXIT_BAD_CONFIG = 78  # EX_CONFIG (sysexits.h); the unit's RestartPreventExitStatus names it
