@@ -4,8 +4,8 @@ Every card passes a few megabytes through the heap (decoded faces, colour planes
 the bytes sent to the printer). glibc keeps what Python frees for reuse, and after a run of
 cards of ~0.6 MB buffers its heaps hold tens of megabytes of free pages that the resident size
 still counts, growing with the cards printed (docs/BENCHMARKS.md). `malloc_trim(0)` returns the
-whole free pages of every arena to the kernel in well under a millisecond: the render-ahead
-thread calls it before each render, and a worker when it finds nothing to print.
+whole free pages of every arena to the kernel in well under a millisecond: a worker calls it
+when it finds nothing to print.
 
 Elsewhere than glibc (musl, macOS) there is nothing to call and this does nothing.
 """
@@ -13,24 +13,14 @@ Elsewhere than glibc (musl, macOS) there is nothing to call and this does nothin
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Callable
 
+from agent.core.libc import libc_function
 
 _M_ARENA_MAX = -8  # mallopt's parameter number (malloc.h)
 
 
-def _libc_function(name: str, *argtypes: type) -> Callable[..., int] | None:
-    try:
-        function = getattr(ctypes.CDLL(None), name)  # the C library the interpreter is linked with
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = list(argtypes)
-    function.restype = ctypes.c_int
-    return function  # type: ignore[no-any-return]
-
-
-_TRIM = _libc_function("malloc_trim", ctypes.c_size_t)
-_MALLOPT = _libc_function("mallopt", ctypes.c_int, ctypes.c_int)
+_TRIM = libc_function("malloc_trim", ctypes.c_size_t)
+_MALLOPT = libc_function("mallopt", ctypes.c_int, ctypes.c_int)
 
 
 def share_arenas(arenas: int = 2) -> bool:

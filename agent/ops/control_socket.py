@@ -12,7 +12,6 @@ import json
 import os
 import socket
 import socketserver
-import threading
 import time
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -24,6 +23,7 @@ import structlog
 from agent.ops.batch import BatchError, BatchRunner
 from agent.ops.diagnose import PrinterReport, TraceRecorder, probe, unreachable
 from agent.ops.hopper import PrinterEvidence, read_evidence
+from agent.core.os_thread import daemon_thread
 from agent.core.printer_snapshot import PrinterSnapshot
 from agent.ops.alerts import AlertBoard, conditions_of
 from agent.upstream.stock_forecast import StockPicture
@@ -57,8 +57,7 @@ class ControlServer:
         self._server = socketserver.ThreadingUnixStreamServer(str(self.path), handler)
         self._server.daemon_threads = True
         os.chmod(self.path, 0o660)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.5},
-                                        name="control-socket", daemon=True)
+        self._thread = daemon_thread("control-socket", self._server.serve_forever, poll_interval=0.5)
 
     def start(self) -> None:
         self._thread.start()
@@ -144,7 +143,7 @@ class ControlPanel:
         self._picture: StockPicture | None = None
         self._picture_at = 0.0
         self.upstream_offline_since: datetime | None = None  # first seen offline by the tick
-        self._ticker = threading.Thread(target=self._tick, name="control-tick", daemon=True)
+        self._ticker = daemon_thread("control-tick", self._tick)
 
     def start(self) -> None:
         """Serve the control socket (a failure is logged: printing matters more than the CLI) and start the tick."""

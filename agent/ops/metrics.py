@@ -24,6 +24,7 @@ from typing import Any, Callable
 import structlog
 
 from agent.core.listen import ListenAddress
+from agent.core.os_thread import daemon_thread
 from agent.core.printer_snapshot import PrinterSnapshot
 from agent.ops.station_handle import RunningStation
 from agent.journal.reasons import reason_code
@@ -170,8 +171,7 @@ class MetricsEndpoint:
             return
         server.daemon_threads = True
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.5},
-                                        name="metrics", daemon=True)
+        self._thread = daemon_thread("metrics", server.serve_forever, poll_interval=0.5)
         self._thread.start()
         log.info("metrics-ready", listen=self.listen.describe())
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from agent.station.card_render import CardPanels, CardRenderer
 from agent.core.limits import DEFAULT_LIMITS, JobLimits
+from agent.core.os_thread import name_this_thread
 from agent.upstream.job import Job, JobRejected, JobRejection, parse_job
 from agent.journal import Journal
 
@@ -35,7 +36,7 @@ class RenderAhead:
         self.limits = limits
         self.renderer = CardRenderer(depth)  # the one back design, separated once
         self.lookahead = max(1, lookahead)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render-ahead")
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render-ahead", initializer=name_this_thread)
         self._lock = threading.Lock()
         self._ready: OrderedDict[str, Future[Prepared]] = OrderedDict()
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from agent.core.os_thread import daemon_thread
+
 log = structlog.get_logger("supervisor")
 
 EXIT_THREAD_FAILED = 70  # EX_SOFTWARE: a thread kept failing; the unit does not restart on it
@@ -37,7 +39,7 @@ class Supervised:
     thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self.thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self.thread = daemon_thread(self.name, self._run)
         self.thread.start()
 
     def alive(self) -> bool:

@@ -33,6 +33,7 @@ class BatchFigures:
     agent_cpu_s: float
     stages_ms: dict[str, float]
     rss_mb: float
+    threads_cpu_s: dict[str, float]  # the agent's CPU by thread name (agent/core/os_thread.py)
 
     @property
     def utilisation(self) -> float:
@@ -71,6 +72,7 @@ def _cost(root: Path, n: Callable[[int], int]) -> dict[str, object]:
     return {"cost_ms_per_card": {
         "wall": round(cost.span_s / cost.cards * 1000, 1),
         "cpu": round(cost.agent_cpu_s / cost.cards * 1000, 1),
+        "threads": {name: round(s / cost.cards * 1000, 1) for name, s in cost.threads_cpu_s.items()},
         "stages": cost.stages_ms,
     }}
 
@@ -200,7 +202,8 @@ def batch(root: Path, *, cards: int, printers: int, speed: float) -> BatchFigure
     span = max(_ts(c["at"]) for c in printed) - min(_ts(c["fed_at"]) for c in printed)
     limit = sum(sum(c["modelled_s"].values()) for c in printed)
     return BatchFigures(cards=len(printed), printers=printers, span_s=span, limit_s=limit,
-                        agent_cpu_s=sampler.cpu_s, stages_ms=_stage_costs(root / "agent.log"), rss_mb=sampler.rss_mb)
+                        agent_cpu_s=sampler.cpu_s, stages_ms=_stage_costs(root / "agent.log"), rss_mb=sampler.rss_mb,
+                        threads_cpu_s=sampler.threads_cpu_s)
 
 
 def _ts(stamp: str) -> float:
@@ -224,12 +227,13 @@ def _stage_costs(agent_log: Path) -> dict[str, float]:
 
 
 class _AgentSampler:
-    """CPU time and resident memory of the agent process, read from /proc."""
+    """CPU time (whole, and by thread) and resident memory of the agent process, read from /proc."""
 
     def __init__(self) -> None:
         self.pid: int | None = None
         self.cpu_s = 0.0
         self.rss_mb = 0.0
+        self.threads_cpu_s: dict[str, float] = {}
         self._cpu_at_start = 0.0
 
     def start(self, pid: int) -> None:
@@ -241,12 +245,31 @@ class _AgentSampler:
             return
         self.cpu_s = _cpu_seconds(self.pid) - self._cpu_at_start
         self.rss_mb = _rss_mb(self.pid)
+        self.threads_cpu_s = _threads_cpu_seconds(self.pid, self._cpu_at_start + self.cpu_s)
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def _cpu_seconds(pid: int, task: int | None = None) -> float:
+    path = f"/proc/{pid}/task/{task}/stat" if task is not None else f"/proc/{pid}/stat"
+    fields = Path(path).read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+
+
+def _threads_cpu_seconds(pid: int, whole_s: float) -> dict[str, float]:
+    """CPU seconds by thread name, the busiest first ("main": start-up and the watchdog's tick);
+    threads that have ended (a control socket's request, say) are what the process counts beyond
+    its live threads."""
+    by_name: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = "main" if task.name == str(pid) else (task / "comm").read_text().strip()
+            by_name[name] = by_name.get(name, 0.0) + _cpu_seconds(pid, int(task.name))
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # ended while being read
+    ended = whole_s - sum(by_name.values())
+    if ended > 0:
+        by_name["(ended threads)"] = ended
+    return dict(sorted(by_name.items(), key=lambda item: -item[1]))
 
 
 def _rss_mb(pid: int) -> float:
