@@ -38,7 +38,6 @@ MAX_PNG_BYTES = 8 * 1024 * 1024
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _OVERLAY = b"\xff" * panel_size(2)
-_LINES_A_BLOCK = 64
 
 
 class CardImageError(Exception):
@@ -51,16 +50,23 @@ class CardImageError(Exception):
 
 @dataclass(frozen=True)
 class _Face:
-    """One face as separate colour planes (separate planes keep every step a fast 2-D pass)."""
+    """One face turned for the printer, as separate colour planes (Pillow "L" images, 648 dots
+    a line, 1016 lines): Pillow maps a plane through a table (the ink levels) in one pass in C,
+    numpy does the arithmetic across planes."""
 
-    red: np.ndarray
-    green: np.ndarray
-    blue: np.ndarray
+    red: Image.Image
+    green: Image.Image
+    blue: Image.Image
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The planes as arrays: red, green, blue."""
+        return np.asarray(self.red), np.asarray(self.green), np.asarray(self.blue)
 
     def black(self) -> np.ndarray:
         """Near-black dots: the ones printed with K alone."""
-        brightest = np.maximum(self.red, self.green)
-        np.maximum(brightest, self.blue, out=brightest)
+        red, green, blue = self.arrays()
+        brightest = np.maximum(red, green)
+        np.maximum(brightest, blue, out=brightest)
         return brightest <= K_THRESHOLD
 
 
@@ -125,14 +131,13 @@ def _decode(face: str, data: bytes) -> _Face:
     try:
         with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
             image.load()
-            rows = np.asarray(_on_white(image))  # 648 rows x 1016 dots x (R, G, B)
+            # Clockwise (ROTATE_270): line i of a plane is column i of the image read from the
+            # bottom row up, so the card's left edge becomes the first line and its first dot is
+            # the bottom-left corner.
+            turned = _on_white(image).transpose(Image.Transpose.ROTATE_270)
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise CardImageError(f"the {face} image cannot be decoded ({e}); it is damaged or cut short") from e
-    # Clockwise (PIL's ROTATE_270), done as a view while the planes are taken apart: line i of a
-    # plane is column i of the image read from the bottom row up, so the card's left edge becomes
-    # the first line and its first dot is the bottom-left corner.
-    planes = rows.transpose(2, 1, 0)[:, :, ::-1]
-    red, green, blue = (np.ascontiguousarray(planes[i]) for i in range(3))
+    red, green, blue = turned.split()
     return _Face(red, green, blue)
 
 
@@ -168,14 +173,9 @@ def _colour_panels(face: _Face, depth: int) -> tuple[Panel, ...]:
     coloured = np.logical_not(black).view(np.uint8)  # 1 where Y, M and C may put ink; K alone prints the near-black dots
     bits = DEPTH_BITS[depth]
     ink = _ink_table(bits)
-    level = np.empty_like(face.red)  # one buffer for the three panels' levels, filled in place
     panels = []
     for name, plane in (("y", face.blue), ("m", face.green), ("c", face.red)):
-        # A block of lines at a time: take() turns its indices into 8-byte integers first.
-        for first in range(0, CARD_WIDTH, _LINES_A_BLOCK):
-            block = slice(first, first + _LINES_A_BLOCK)
-            np.take(ink, plane[block], out=level[block], mode="clip")  # "clip" writes straight into `level`
-        np.multiply(level, coloured, out=level)
+        level = np.multiply(np.asarray(plane.point(ink)), coloured)
         panels.append(Panel(name, depth, _pack(level, bits)))
     panels.append(Panel("k", 2, np.packbits(black).tobytes()))
     panels.append(Panel("o", 2, _OVERLAY))
@@ -187,14 +187,15 @@ def _mono_panels(face: _Face) -> tuple[Panel, ...]:
 
 
 def _mostly_mono(face: _Face) -> bool:
-    white = np.minimum(np.minimum(face.red, face.green), face.blue) >= WHITE_THRESHOLD
+    red, green, blue = face.arrays()
+    white = np.minimum(np.minimum(red, green), blue) >= WHITE_THRESHOLD
     return float(np.count_nonzero(face.black() | white)) >= MONO_SHARE * white.size
 
 
-def _ink_table(bits: int) -> np.ndarray:
+def _ink_table(bits: int) -> list[int]:
     """channel value -> ink level: 255 -> 0 (no ink), 0 -> 2**bits - 1 (full ink), rounded."""
     top = (1 << bits) - 1
-    return (((255 - np.arange(256, dtype=np.uint32)) * top + 127) // 255).astype(np.uint8)
+    return [((255 - value) * top + 127) // 255 for value in range(256)]
 
 
 # Masks of the 16-, 32- and 64-bit lanes of a 64-bit word, for _pack.
