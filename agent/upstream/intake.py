@@ -33,8 +33,16 @@ def prefetch_for(config: UpstreamConfig, printers: int) -> int:
     return max(config.prefetch, math.ceil(config.outage_hours * config.cards_per_hour * printers))
 
 
+def refill_at(prefetch: int, lease_max: int) -> int:
+    """How many jobs short of the prefetch intake waits to be before it asks upstream for more:
+    half a lease (at most half the prefetch, at least one), so a busy station asks once for
+    several jobs, not once a card, and never waits with nothing to print."""
+    return max(1, min(prefetch, lease_max) // 2)
+
+
 class Intake:
-    """Keeps `prefetch` printable jobs in the journal, so printing goes on through an outage."""
+    """Keeps up to `prefetch` printable jobs in the journal, so printing goes on through an outage;
+    tops up once `refill_at` jobs are missing."""
 
     def __init__(self, journal: Journal, client: UpstreamClient, keys: AuthorityKeys, *, prefetch: int,
                  lease_max: int, wait_s: float, work: threading.Condition, renew_margin_s: float = 900.0,
@@ -48,6 +56,7 @@ class Intake:
         self.keys = keys
         self.prefetch = prefetch
         self.lease_max = lease_max
+        self.refill_at = refill_at(prefetch, lease_max)
         self.wait_s = wait_s
         self.work = work
         self.renew_margin_s = renew_margin_s
@@ -63,8 +72,8 @@ class Intake:
                     self.reconcile_leases()
                 self.release_surplus()
                 self.renew_due()
-                wanted = self.prefetch - self.journal.printable_count()
-                if wanted <= 0:
+                wanted = self.shortfall()
+                if not wanted:
                     with self.work:
                         self.work.wait(timeout=min(5.0, self.renew_margin_s / 2))  # woken when a printer claims a job
                     continue
@@ -103,6 +112,12 @@ class Intake:
             if accepted:
                 with self.work:
                     self.work.notify_all()
+
+    def shortfall(self) -> int:
+        """Jobs to ask upstream for now: what the prefetch lacks, once `refill_at` or more are
+        missing; else 0. Raises JournalError."""
+        wanted = self.prefetch - self.journal.printable_count()
+        return wanted if wanted >= self.refill_at else 0
 
     def _hand_back(self, job_ids: list[str], why: str) -> None:
         """Release jobs a lease answer carried but the station could not take (never drop them silently)."""
