@@ -35,9 +35,10 @@ def prefetch_for(config: UpstreamConfig, printers: int) -> int:
 
 def refill_at(prefetch: int, lease_max: int) -> int:
     """How many jobs short of the prefetch intake waits to be before it asks upstream for more:
-    half a lease (at most half the prefetch, at least one), so a busy station asks once for
-    several jobs, not once a card, and never waits with nothing to print."""
-    return max(1, min(prefetch, lease_max) // 2)
+    half a lease, but at most a quarter of the prefetch (a prefetch sized for an outage still
+    covers three quarters of it at worst), and at least one: a busy station asks once for several
+    jobs, not once a card, and never waits with nothing to print."""
+    return max(1, min(lease_max // 2, prefetch // 4))
 
 
 class Intake:
