@@ -86,3 +86,24 @@ def test_a_job_given_back_unprinted_is_not_rendered_again(journal):
         assert ahead.prepared("J-5") is first  # the same panels, not a second render
     finally:
         ahead.close()
+
+
+def test_panels_of_a_job_that_no_longer_waits_for_a_printer_are_let_go(journal):
+    # A printer claimed J-1 and rendered it itself while render-ahead was still at it; once the
+    # card is under way, what render-ahead made of it must not stay (2-3.5 MB a card).
+    for raw in (job("J-1", png((200, 30, 30))), job("J-2", png((30, 200, 30)))):
+        add(journal, raw)
+    ahead = RenderAhead(journal, depth=128, lookahead=2)
+    try:
+        ahead.prepare_next()
+        ahead._pool.submit(lambda: None).result(timeout=30)
+        claimed = journal.claim_next("p1")
+        assert claimed is not None and claimed.job_id == "J-1"
+        ahead.forget_finished()
+        assert set(ahead._ready) == {"J-1", "J-2"}, "claimed, not yet fed: its printer may still ask"
+        journal.fed("J-1", claimed.attempt, "p1")
+        ahead.forget_finished()
+        assert set(ahead._ready) == {"J-2"}, "fed: nobody will ask for J-1's panels any more"
+        assert ahead.prepared("J-2").job.job_id == "J-2"
+    finally:
+        ahead.close()

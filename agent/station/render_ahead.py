@@ -19,7 +19,12 @@ from agent.station.card_render import CardPanels, CardRenderer
 from agent.core.limits import DEFAULT_LIMITS, JobLimits
 from agent.core.os_thread import name_this_thread
 from agent.upstream.job import Job, JobRejected, JobRejection, parse_job
-from agent.journal import Journal
+from agent.journal import Journal, JobState
+
+
+# A job in these states may still be asked for by `prepared`: leased (printable), or claimed by a
+# printer that has not yet taken its panels.
+_WAITING = (JobState.LEASED, JobState.FEEDING)
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,7 @@ class RenderAhead:
         self._pool.submit(self._prepare)
 
     def _prepare(self) -> None:
+        self.forget_finished()
         for job_id in self.journal.peek_printable(self.lookahead):
             with self._lock:
                 if job_id in self._ready:
@@ -80,6 +86,18 @@ class RenderAhead:
         with self._lock:
             self._ready[job_id] = future  # the newest entry: the last the bound would drop
             self._drop_beyond_lookahead()
+
+    def forget_finished(self) -> None:
+        """Drop the panels of jobs no longer waiting for a printer (printed, spoiled and waiting
+        again, ended): a job claimed while it was still being rendered ahead is rendered by its
+        printer, and what render-ahead made of it would otherwise stay until the bound pushed it
+        out (2-3.5 MB a card; at the end of a batch, nothing ever would). Raises JournalError."""
+        with self._lock:
+            done = [job_id for job_id, future in self._ready.items() if future.done()]
+        finished = [job_id for job_id in done if self.journal.job_state(job_id) not in _WAITING]
+        with self._lock:
+            for job_id in finished:
+                self._ready.pop(job_id, None)
 
     def _drop_beyond_lookahead(self) -> None:
         # Bounded (call with the lock held): a card's panels are 2-3.5 MB; the oldest go first.

@@ -244,6 +244,8 @@ class PrinterWorker:
         claimed = self.journal.claim_next(self.name, card_counter=counter)
         if claimed is None:
             self._counters_due = 0.0  # idle: the next look at the printer refreshes its counters
+            if self.render_ahead is not None:
+                self.render_ahead.forget_finished()  # before the heap is trimmed: their panels go too
             freed_memory.give_back()  # idle: what the last cards freed leaves the resident size
             self._set_view("idle")
             with self.work:
