@@ -29,13 +29,16 @@ JOBS = 16
 
 
 def fill(disk) -> None:
-    with open(disk / "filler", "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
+    """Write until the disk refuses. Unbuffered: a buffered file keeps the part of its last write that
+    did not fit and raises ENOSPC again when it is closed (which failed this test in CI)."""
+    fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        while True:
+            os.write(fd, b"\0" * 65536)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC, exc
+    finally:
+        os.close(fd)
 
 
 def held_upstream(rig: StationRig) -> list[str]:
