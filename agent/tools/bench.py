@@ -153,6 +153,11 @@ def run(args: argparse.Namespace) -> int:
     def n(count: int) -> int:
         return max(4, int(count * scale))
 
+    # Figures taken in this process (the outbox drain) log through structlog: to stderr, at info,
+    # so that stdout holds the JSON line alone for those who script against it.
+    from agent.core import logs
+
+    logs.configure(json_output=False, level="info")
     results: dict[str, object] = {}
     try:
         for name in names:
