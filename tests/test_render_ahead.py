@@ -89,8 +89,9 @@ def test_a_job_given_back_unprinted_is_not_rendered_again(journal):
 
 
 def test_panels_of_a_job_that_no_longer_waits_for_a_printer_are_let_go(journal):
-    # A printer claimed J-1 and rendered it itself while render-ahead was still at it; once the
-    # card is under way, what render-ahead made of it must not stay (2-3.5 MB a card).
+    # A printer claimed J-1 and rendered it itself before render-ahead made its entry for it (it
+    # never asks `prepared`, as here); once the card is under way, that entry must not stay
+    # (2-3.5 MB a card).
     for raw in (job("J-1", png((200, 30, 30))), job("J-2", png((30, 200, 30)))):
         add(journal, raw)
     ahead = RenderAhead(journal, depth=128, lookahead=2)

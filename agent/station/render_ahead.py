@@ -89,9 +89,10 @@ class RenderAhead:
 
     def forget_finished(self) -> None:
         """Drop the panels of jobs no longer waiting for a printer (printed, spoiled and waiting
-        again, ended): a job claimed while it was still being rendered ahead is rendered by its
-        printer, and what render-ahead made of it would otherwise stay until the bound pushed it
-        out (2-3.5 MB a card; at the end of a batch, nothing ever would). Raises JournalError."""
+        again, ended). A printer that claims a job between render-ahead's look into the journal
+        and its entry for that job finds no entry and renders the job itself; the entry made after
+        would otherwise stay until the bound pushed it out (2-3.5 MB a card; at the end of a batch,
+        nothing ever would). Raises JournalError."""
         with self._lock:
             done = [job_id for job_id, future in self._ready.items() if future.done()]
         finished = [job_id for job_id in done if self.journal.job_state(job_id) not in _WAITING]
