@@ -33,3 +33,58 @@ def test_only_refuses_an_unknown_figure_by_name(tmp_path):
     assert run.stdout == ""
     assert "no figure utilization" in run.stderr
     assert "utilisation_speed50" in run.stderr, "the message lists the figures there are"
+
+
+def _status_server(states_by_request):
+    """A loopback stand-in for the daemon's GET /api/status: the Nth request sees the Nth states."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen = []
+
+    class Status(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            seen.append(self.path)
+            states = states_by_request[min(len(seen), len(states_by_request)) - 1]
+            body = json.dumps({"printers": [{"name": f"p{i}", "state": s} for i, s in enumerate(states, 1)]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Status)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, seen
+
+
+def test_memory_is_read_once_the_station_says_every_printer_is_idle():
+    # The RSS figure is read at a state the station reports, not at whatever moment upstream
+    # happened to hold the last outcome (a worker gives freed memory back when it goes idle).
+    from agent.tools.bench import _wait_until_printers_idle
+
+    server, seen = _status_server([["processing", "idle"], ["idle", "processing"], ["idle", "idle"]])
+    try:
+        _wait_until_printers_idle(f"http://127.0.0.1:{server.server_address[1]}/", timeout=30)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen == ["/api/status"] * 3, "it asked until both printers were idle, and no longer"
+
+
+def test_a_station_that_never_goes_idle_is_named_not_waited_on_for_ever():
+    import pytest
+
+    from agent.tools.bench import _wait_until_printers_idle
+    from agent.tools.demo import DemoError
+
+    server, _seen = _status_server([["idle", "stopped"]])
+    try:
+        with pytest.raises(DemoError, match=r"not all idle.*'stopped'"):
+            _wait_until_printers_idle(f"http://127.0.0.1:{server.server_address[1]}/", timeout=1)
+    finally:
+        server.shutdown()
+        server.server_close()

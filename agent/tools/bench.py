@@ -198,7 +198,7 @@ def batch(root: Path, *, cards: int, printers: int, speed: float) -> BatchFigure
     demo.agent_args = ["--log-json"]
     sampler = _AgentSampler()
     demo.on_agent_started = sampler.start
-    demo.before_stop = sampler.finish
+    demo.before_stop = lambda: sampler.finish(demo.page_url)
     demo.run()
     cards_log = [json.loads(line) for line in (root / "simulator" / "cards.jsonl").read_text().splitlines() if line]
     printed = [c for c in cards_log if c.get("modelled_s")]
@@ -245,12 +245,32 @@ class _AgentSampler:
         self.pid = pid
         self._cpu_at_start = _cpu_seconds(pid)
 
-    def finish(self) -> None:
+    def finish(self, page_url: str | None) -> None:
+        """CPU as upstream holds the last outcome; resident memory once the station says every
+        printer is idle (a worker hands freed memory back as it finds nothing to print), so that
+        the reading does not depend on how far the last cards' buffers had been given back."""
         if self.pid is None:
             return
         self.cpu_s = _cpu_seconds(self.pid) - self._cpu_at_start
-        self.rss_mb = _rss_mb(self.pid)
         self.threads_cpu_s = _threads_cpu_seconds(self.pid, self._cpu_at_start + self.cpu_s)
+        if page_url:
+            _wait_until_printers_idle(page_url)
+        self.rss_mb = _rss_mb(self.pid)
+
+
+def _wait_until_printers_idle(page_url: str, timeout: float = 60.0) -> None:
+    """Until the station's own status (GET /api/status) shows every printer idle."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    states: list[str] = []
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(page_url.rstrip("/") + "/api/status", timeout=10) as answer:
+            states = [p["state"] for p in json.load(answer)["printers"]]
+        if states and all(state == "idle" for state in states):
+            return
+        time.sleep(0.2)
+    raise DemoError(f"the printers were not all idle within {timeout:.0f} s of the last outcome: {states}")
 
 
 def _cpu_seconds(pid: int, task: int | None = None) -> float:
