@@ -230,8 +230,8 @@ class JobBook(Outbox, Ledger):
         Without `lot`, the blank is counted against the oldest lot still in the feeder (first in, first out).
         """
         now = stamp(at or utcnow())
-        # Not durable by itself: the next intent (printing, or rejecting) is, and takes this with it.
-        # Lost in a power cut before that, the job reads `feeding` with the card inside, which
+        # Not durable by itself: the next durable intent (ejecting, or rejecting) takes this with
+        # it. Lost in a power cut before that, the job reads `feeding` with the card inside, which
         # recovery settles exactly as it settles `encoding`: fed, rejected, counted spoiled.
         with self._tx(durable=False) as db:
             db.execute(
@@ -242,9 +242,15 @@ class JobBook(Outbox, Ledger):
             self._set_state(db, job_id, JobState.ENCODING, now, attempt=attempt)
 
     def advance(self, job_id: str, state: JobState, at: datetime | None = None, **detail: Any) -> None:
-        """Record the intent to enter `state` (printing, ejecting) before the printer is told."""
+        """Record the intent to enter `state` (printing, ejecting, rejecting) before the printer is told.
+
+        `printing` does not wait for the disk: recovery settles a card inside the printer the same
+        from `feeding`, `encoding` or `printing` (rejected, counted spoiled) and holds the job when
+        no card is inside after any of them, so losing it in a power cut changes nothing, and the
+        `ejecting` or `rejecting` intent that follows is durable and takes it along. One wait for
+        the disk less on every card's critical path."""
         now = stamp(at or utcnow())
-        with self._tx() as db:
+        with self._tx(durable=state is not JobState.PRINTING) as db:
             self._set_state(db, job_id, state, now, **detail)
 
     def spoiled(self, job_id: str, attempt: int, reason: str | Because, checks: list[dict] | None = None,
