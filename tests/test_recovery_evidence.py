@@ -15,13 +15,19 @@ from drivers.link.url import open_link
 from tests.sim_printer_rig import running_printer
 
 
-def test_a_feed_whose_record_was_lost_and_whose_card_is_gone_is_counted_before_the_job_is_held(tmp_path: Path) -> None:
+def _journal_with_one_job(tmp_path: Path) -> Journal:
+    """Three blanks of one lot in printer p1's feeder, and job J1 leased."""
     journal = Journal(tmp_path / "journal.db", "st-1")
     journal.receive_blanks("LOT-1", 3)
     journal.load_blanks("p1", 3, "LOT-1")
     now = utcnow()
     journal.add_leased("J1", {"job_id": "J1"}, not_after=now + timedelta(days=1),
                        lease_expires_at=now + timedelta(hours=1), priority=0)
+    return journal
+
+
+def test_a_feed_whose_record_was_lost_and_whose_card_is_gone_is_counted_before_the_job_is_held(tmp_path: Path) -> None:
+    journal = _journal_with_one_job(tmp_path)
     with running_printer(tmp_path / "sim", blanks=3) as rig:
         rig.host.close()
         printer = EvolisPrinter(open_link(f"serial://{rig.port_path}"))
@@ -48,12 +54,7 @@ def test_a_card_half_printed_whose_printing_intent_was_lost_goes_to_the_reject_b
     # its front partly printed, must go to the reject box and count as spoiled, never out as printed.
     from drivers.evolis.printer import Panel, panel_size
 
-    journal = Journal(tmp_path / "journal.db", "st-1")
-    journal.receive_blanks("LOT-1", 3)
-    journal.load_blanks("p1", 3, "LOT-1")
-    now = utcnow()
-    journal.add_leased("J1", {"job_id": "J1"}, not_after=now + timedelta(days=1),
-                       lease_expires_at=now + timedelta(hours=1), priority=0)
+    journal = _journal_with_one_job(tmp_path)
     with running_printer(tmp_path / "sim", blanks=3) as rig:
         rig.host.close()
         printer = EvolisPrinter(open_link(f"serial://{rig.port_path}"))
