@@ -52,6 +52,21 @@ def test_signed_job_is_accepted(authority):
     keys.verify(sign(unsigned_job(), key))
 
 
+def test_the_text_kept_from_the_check_is_the_job_as_signed_signature_included(authority):
+    # Intake stores this text in the journal rather than encoding the job a second time: read
+    # back, it must be the very job upstream sent, and its body the very bytes that were signed.
+    import json
+
+    key, keys = authority
+    job = unsigned_job()
+    job["subject"]["name"] = "SITI AMINAH \u00d6ZT\u00dcRK \U0001f600 \"quoted\"\n"  # beyond ASCII, escapes
+    signed = sign(job, key)
+    kept = keys.verify(signed)
+    assert json.loads(kept) == signed
+    body = kept.encode("utf-8")[: kept.encode("utf-8").rindex(b',"signature":')] + b"}"
+    key.public_key().verify(base64.urlsafe_b64decode(signed["signature"]["value"] + "=="), body)
+
+
 def test_job_altered_by_one_character_is_refused(authority):
     key, keys = authority
     job = sign(unsigned_job(), key)

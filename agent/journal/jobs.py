@@ -115,9 +115,10 @@ class JobBook(Outbox, Ledger):
         with self._lock:
             return self._db.execute("SELECT 1 FROM jobs WHERE job_id = ?", (job_id,)).fetchone() is not None
 
-    def add_leased(self, job_id: str, payload: dict, *, not_after: datetime, lease_expires_at: datetime,
+    def add_leased(self, job_id: str, payload: dict | str, *, not_after: datetime, lease_expires_at: datetime,
                    priority: int, at: datetime | None = None) -> bool:
-        """Record a newly leased, verified job. False if the journal already knows it."""
+        """Record a newly leased, verified job: `payload` as a dict, or as the JSON text intake
+        kept from the signature check (not encoded again). False if the journal already knows it."""
         now = stamp(at or utcnow())
         with self._tx() as db:
             cur = db.execute(
@@ -127,7 +128,7 @@ class JobBook(Outbox, Ledger):
             )
             if cur.rowcount == 0:
                 return False
-            db.execute("INSERT INTO job_payloads(job_id, payload) VALUES (?, ?)", (job_id, json.dumps(payload)))
+            db.execute("INSERT INTO job_payloads(job_id, payload) VALUES (?, ?)", (job_id, payload if isinstance(payload, str) else json.dumps(payload)))
             self._event(db, job_id, JobState.LEASED, now)
             return True
 

@@ -209,7 +209,7 @@ class Intake:
             log.error("job-without-usable-id", reason=JobRejection.MALFORMED.value)
             return False
         try:
-            self.keys.verify(raw)
+            kept = self.keys.verify(raw)
             job = parse_job(raw, self.limits)
             if job.not_after <= utcnow():
                 raise JobRejected(JobRejection.EXPIRED, f"the job's validity ended at {job.not_after.isoformat()}")
@@ -221,8 +221,7 @@ class Intake:
             log.warning("job-rejected", job_id=job_id, reason=rejected.reason.value, detail=rejected.message)
             self.journal.reject(job_id, rejected.reason.value, rejected.message)
             return False
-        assert isinstance(raw, dict)  # parse_job took it
-        added = self.journal.add_leased(job.job_id, raw, not_after=job.not_after,
+        added = self.journal.add_leased(job.job_id, kept, not_after=job.not_after,
                                         lease_expires_at=lease_expires_at, priority=job.priority)
         if not added:
             log.warning("job-already-known", job_id=job.job_id)

@@ -52,8 +52,11 @@ class AuthorityKeys:
             keys[kid] = key
         return cls(keys)
 
-    def verify(self, raw: Any) -> None:
-        """Raise JobRejected unless `raw` carries a valid signature by a known key.
+    def verify(self, raw: Any) -> str:
+        """Raise JobRejected unless `raw` carries a valid signature by a known key; return the
+        job as JSON text to keep: the signed body in the canonical form just checked, with the
+        signature after it (JSON, not canonical: the signature's member is last, not in order).
+        The body is encoded once, for the check and the journal both (~2 ms for a job of faces).
 
         UNSIGNED: no signature object; UNKNOWN_KEY: a kid not configured; BAD_SIGNATURE:
         wrong algorithm, undecodable value, or a signature that does not match the job
@@ -90,3 +93,6 @@ class AuthorityKeys:
             key.verify(sig, signed_bytes)
         except InvalidSignature:
             raise JobRejected(JobRejection.BAD_SIGNATURE, "signature does not match the job: altered or not signed by the authority") from None
+        signed = signed_bytes.decode("utf-8")
+        opening = "{" if signed == "{}" else signed[:-1] + ","
+        return opening + '"signature":' + canonical_json(signature).decode("utf-8") + "}"
