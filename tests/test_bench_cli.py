@@ -36,10 +36,23 @@ def test_only_refuses_an_unknown_figure_by_name(tmp_path):
 
 
 def _status_server(states_by_request):
-    """A loopback stand-in for the daemon's GET /api/status: the Nth request sees the Nth states."""
+    """A loopback stand-in for the daemon's GET /api/status: the Nth request sees the Nth states.
+
+    What it answers is held to the station's API document (agent/ops/station-api.openapi.json,
+    which schemathesis checks the running daemon against): the path, the members the bench reads
+    and every state it uses must be there, so the stand-in cannot drift from the daemon unseen."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from pathlib import Path
 
+    import agent.ops
+
+    document = json.loads((Path(agent.ops.__file__).parent / "station-api.openapi.json").read_text())
+    schemas = document["components"]["schemas"]
+    assert "get" in document["paths"]["/api/status"]
+    assert "printers" in schemas["StationStatus"]["required"] and "state" in schemas["PrinterStatus"]["required"]
+    documented_states = set(schemas["PrinterState"]["enum"])
+    assert {s for states in states_by_request for s in states} <= documented_states, documented_states
     seen = []
 
     class Status(BaseHTTPRequestHandler):
@@ -88,3 +101,17 @@ def test_a_station_that_never_goes_idle_is_named_not_waited_on_for_ever():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_status_that_does_not_answer_is_named():
+    import pytest
+
+    from agent.tools.bench import _wait_until_printers_idle
+    from agent.tools.demo import DemoError
+
+    server, _seen = _status_server([["idle"]])
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()  # nothing listens there any more
+    with pytest.raises(DemoError, match="did not answer as documented"):
+        _wait_until_printers_idle(url, timeout=5)

@@ -253,8 +253,9 @@ class _AgentSampler:
             return
         self.cpu_s = _cpu_seconds(self.pid) - self._cpu_at_start
         self.threads_cpu_s = _threads_cpu_seconds(self.pid, self._cpu_at_start + self.cpu_s)
-        if page_url:
-            _wait_until_printers_idle(page_url)
+        if page_url is None:
+            raise DemoError("the agent announced no operators' page: the bench cannot see when its printers are idle")
+        _wait_until_printers_idle(page_url)
         self.rss_mb = _rss_mb(self.pid)
 
 
@@ -265,8 +266,11 @@ def _wait_until_printers_idle(page_url: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     states: list[str] = []
     while time.monotonic() < deadline:
-        with urllib.request.urlopen(page_url.rstrip("/") + "/api/status", timeout=10) as answer:
-            states = [p["state"] for p in json.load(answer)["printers"]]
+        try:
+            with urllib.request.urlopen(page_url.rstrip("/") + "/api/status", timeout=10) as answer:
+                states = [p["state"] for p in json.load(answer)["printers"]]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise DemoError(f"the station's status at {page_url} did not answer as documented: {exc!r}") from None
         if states and all(state == "idle" for state in states):
             return
         time.sleep(0.2)
