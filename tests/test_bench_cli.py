@@ -115,3 +115,32 @@ def test_a_status_that_does_not_answer_is_named():
     server.server_close()  # nothing listens there any more
     with pytest.raises(DemoError, match="did not answer as documented"):
         _wait_until_printers_idle(url, timeout=5)
+
+
+def _web_ready_line(*, json_output: bool) -> str:
+    """The line the agent writes when its page is up, rendered by the agent's own log set-up."""
+    code = ("from agent.core import logs; logs.configure(json_output=%r); import structlog; "
+            "structlog.get_logger().info('web-ready', url='http://127.0.0.1:8123/')" % json_output)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    return run.stderr
+
+
+def test_the_page_is_found_in_either_form_of_the_agents_log():
+    # The bench runs the agent with --log-json; the page was once looked for only in the console
+    # form, so the bench never saw it there.
+    from agent.tools.demo import page_url_in_log
+
+    for json_output in (True, False):
+        text = "starting\n" + _web_ready_line(json_output=json_output) + "more\n"
+        assert page_url_in_log(text) == "http://127.0.0.1:8123/", (json_output, text)
+    assert page_url_in_log('{"event": "web-unavailable", "listen": "web-ready"}\n') is None
+
+
+def test_a_small_batch_reads_memory_at_idle_through_the_agents_own_page(pcscd, tmp_path):
+    # The whole bench path as a whole run takes it: the agent under --log-json, the page found in
+    # its log, every printer idle on the station's status, then resident memory.
+    from agent.tools.bench import batch
+
+    figures = batch(tmp_path / "state", cards=2, printers=1, speed=100000)
+    assert figures.cards == 2, "the simulator's card log holds both cards"
+    assert figures.rss_mb > 0 and figures.agent_cpu_s > 0

@@ -93,6 +93,28 @@ def _check_pcscd() -> None:
                         "(`sudo apt-get install vsmartcard-vpcd`) and restart pcscd.")
 
 
+def page_url_in_log(text: str) -> str | None:
+    """The operators' page the agent announced (`web-ready`), in either of its log forms: JSON
+    lines (`--log-json`, as the bench runs it, and under systemd) or the console's readable lines."""
+    import re
+
+    for line in text.splitlines():
+        if "web-ready" not in line:
+            continue
+        if line.lstrip().startswith("{"):
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict) and event.get("event") == "web-ready" and isinstance(event.get("url"), str):
+                return event["url"]
+            continue
+        found = re.search(r"web-ready\s+url=(\S+)", line)
+        if found:
+            return found.group(1)
+    return None
+
+
 class Demo:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -129,14 +151,12 @@ class Demo:
 
     def _page_url(self, agent: subprocess.Popen, timeout: float = 15.0) -> str | None:
         """Where the agent serves the operators' page, from its log (None if it says nothing in time)."""
-        import re
-
         deadline = time.monotonic() + timeout
         log_path = self.root / "agent.log"
         while time.monotonic() < deadline and agent.poll() is None:
-            found = re.search(r"web-ready\s+url=(\S+)", log_path.read_text(errors="replace") if log_path.exists() else "")
+            found = page_url_in_log(log_path.read_text(errors="replace") if log_path.exists() else "")
             if found:
-                return found.group(1)
+                return found
             time.sleep(0.1)
         return None
 
