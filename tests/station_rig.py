@@ -293,12 +293,11 @@ class StationRig:
 
     def web_url(self, timeout: float = 60.0) -> str:
         """The operators' page, once the agent says where it listens."""
-        import re
+        from agent.tools.demo import page_url_in_log
 
         def url() -> str | None:
             assert self.agent_alive(), f"the agent stopped: {self.agent_log()[-2000:]}"
-            found = re.search(r"web-ready\s+url=(\S+)", self.agent_log())
-            return found.group(1) if found else None
+            return page_url_in_log(self.agent_log())
 
         return str(wait_until(url, timeout, "the operators' page"))
 

@@ -136,11 +136,22 @@ def test_the_page_is_found_in_either_form_of_the_agents_log():
     assert page_url_in_log('{"event": "web-unavailable", "listen": "web-ready"}\n') is None
 
 
-def test_a_small_batch_reads_memory_at_idle_through_the_agents_own_page(pcscd, tmp_path):
+def test_a_small_batch_reads_memory_at_idle_through_the_agents_own_page(pcscd, tmp_path, monkeypatch):
     # The whole bench path as a whole run takes it: the agent under --log-json, the page found in
     # its log, every printer idle on the station's status, then resident memory.
-    from agent.tools.bench import batch
+    from agent.tools import bench
+    from agent.tools.demo import page_url_in_log
 
-    figures = batch(tmp_path / "state", cards=2, printers=1, speed=100000)
+    waited_on = []
+    real_wait = bench._wait_until_printers_idle
+
+    def recorded_wait(page_url: str, timeout: float = 60.0) -> None:
+        waited_on.append(page_url)
+        real_wait(page_url, timeout)  # the real wait, against the running agent
+
+    monkeypatch.setattr(bench, "_wait_until_printers_idle", recorded_wait)
+    figures = bench.batch(tmp_path / "state", cards=2, printers=1, speed=100000)
     assert figures.cards == 2, "the simulator's card log holds both cards"
     assert figures.rss_mb > 0 and figures.agent_cpu_s > 0
+    announced = page_url_in_log((tmp_path / "state" / "agent.log").read_text())
+    assert announced and waited_on == [announced], "memory was read after waiting on the agent's own page"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -96,8 +97,6 @@ def _check_pcscd() -> None:
 def page_url_in_log(text: str) -> str | None:
     """The operators' page the agent announced (`web-ready`), in either of its log forms: JSON
     lines (`--log-json`, as the bench runs it, and under systemd) or the console's readable lines."""
-    import re
-
     for line in text.splitlines():
         if "web-ready" not in line:
             continue
